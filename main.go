@@ -1,0 +1,199 @@
+// Command shardchat is a real-time chat server: rooms, user names, messages, typing
+// indicators and online lists over WebSocket, on every core of a host.
+//
+// This file is the command line: it parses flags (kong) and wires them into the hub, the
+// shards and the transport. See README.md for the flags and docs/protocol.md for the protocol.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/shardchat/shardchat/hub"
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/static"
+	"github.com/shardchat/shardchat/transport"
+)
+
+// Set with -ldflags "-X main.version=... -X main.commit=..." by make build.
+var (
+	version = ""
+	commit  = ""
+)
+
+type cli struct {
+	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve chat over HTTP and WebSocket (the default command)."`
+	Version versionCmd `cmd:"" help:"Print the version, commit and Go version."`
+}
+
+type serveCmd struct {
+	Addr            string        `default:":3000" env:"SHARDCHAT_ADDR" help:"Address to listen on, host:port."`
+	Port            int           `env:"PORT" help:"Port to listen on; replaces the port of --addr (PORT=8080 means :8080)."`
+	Shards          int           `default:"${gomaxprocs}" env:"SHARDCHAT_SHARDS" help:"Shard goroutines that own the rooms (default: GOMAXPROCS)."`
+	History         int           `default:"100" env:"SHARDCHAT_HISTORY" help:"Messages kept per room for history and recovery."`
+	MaxConns        int           `default:"100000" env:"SHARDCHAT_MAX_CONNS" help:"Open connections past which new upgrades get HTTP 503."`
+	MaxRooms        int           `default:"16" env:"SHARDCHAT_MAX_ROOMS" help:"Rooms one connection may be in at once."`
+	AllowedOrigins  []string      `env:"SHARDCHAT_ALLOWED_ORIGINS" help:"Cross-origin pages allowed to connect: host patterns such as chat.example.com or *.example.com, comma-separated (same-origin pages and non-browser clients are always allowed)."`
+	Rate            float64       `default:"10" env:"SHARDCHAT_RATE" help:"Chat messages a second per connection."`
+	Burst           int           `default:"20" env:"SHARDCHAT_BURST" help:"Chat messages a connection may send at once before --rate applies."`
+	Queue           int           `default:"4096" env:"SHARDCHAT_QUEUE" help:"Objects queued for a connection before it is closed as a slow consumer (4008)."`
+	ShutdownTimeout time.Duration `default:"10s" env:"SHARDCHAT_SHUTDOWN_TIMEOUT" help:"How long SIGTERM waits for sessions to drain before cutting them."`
+	LogLevel        string        `default:"info" enum:"debug,info,warn,error" env:"SHARDCHAT_LOG_LEVEL" help:"Log level: debug, info, warn or error."`
+	LogFormat       string        `default:"text" enum:"text,json" env:"SHARDCHAT_LOG_FORMAT" help:"Log format: text or json."`
+}
+
+// Validate refuses flag values that cannot work, saying what to fix.
+func (c *serveCmd) Validate() error {
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: want host:port, such as :3000 or 127.0.0.1:3000", c.Addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("--addr %q: the port must be a number from 0 to 65535", c.Addr)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		return fmt.Errorf("--port (PORT) %d: must be from 0 to 65535", c.Port)
+	}
+	if c.Port > 0 {
+		c.Addr = net.JoinHostPort(host, strconv.Itoa(c.Port))
+	}
+	checks := []struct {
+		ok  bool
+		msg string
+	}{
+		{c.Shards >= 1 && c.Shards <= 4096, fmt.Sprintf("--shards %d: must be from 1 to 4096", c.Shards)},
+		{c.History >= 1 && c.History <= 100000, fmt.Sprintf("--history %d: must be from 1 to 100000 messages", c.History)},
+		{c.MaxConns >= 1, fmt.Sprintf("--max-conns %d: must be at least 1", c.MaxConns)},
+		{c.MaxRooms >= 1 && c.MaxRooms <= 1000, fmt.Sprintf("--max-rooms %d: must be from 1 to 1000", c.MaxRooms)},
+		{c.Rate > 0 && c.Rate <= 1e6, fmt.Sprintf("--rate %g: must be above 0 and at most 1000000 messages a second", c.Rate)},
+		{c.Burst >= 1 && c.Burst <= 1e6, fmt.Sprintf("--burst %d: must be from 1 to 1000000", c.Burst)},
+		{c.Queue >= 16 && c.Queue <= 1<<20, fmt.Sprintf("--queue %d: must be from 16 to 1048576 objects", c.Queue)},
+		{c.ShutdownTimeout > 0, fmt.Sprintf("--shutdown-timeout %s: must be above 0, such as 10s", c.ShutdownTimeout)},
+	}
+	for _, check := range checks {
+		if !check.ok {
+			return errors.New(check.msg)
+		}
+	}
+	for _, p := range c.AllowedOrigins {
+		if _, err := path.Match(strings.ToLower(p), ""); err != nil || p == "" {
+			return fmt.Errorf("--allowed-origins %q: not a valid host pattern (use forms such as chat.example.com or *.example.com)", p)
+		}
+	}
+	return nil
+}
+
+func (c *serveCmd) Run() error {
+	log := newLogger(c.LogLevel, c.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	h, err := hub.New(hub.Config{
+		Shards:     c.Shards,
+		Shard:      shard.Config{History: c.History},
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	srv, err := transport.New(transport.Config{
+		Hub:            h,
+		Logger:         log,
+		Metrics:        transport.NewMetrics(reg),
+		Gatherer:       reg,
+		Static:         static.FS(),
+		AllowedOrigins: c.AllowedOrigins,
+		MaxConns:       c.MaxConns,
+		MaxRooms:       c.MaxRooms,
+		Rate:           c.Rate,
+		Burst:          c.Burst,
+		Queue:          c.Queue,
+	})
+	if err != nil {
+		return err
+	}
+	err = srv.ListenAndServe(ctx, c.Addr, c.ShutdownTimeout, func(addr net.Addr) {
+		log.Info("shardchat listening", "addr", addr.String(), "version", versionString(), "shards", h.Shards())
+	})
+	if err != nil && ctx.Err() == nil {
+		return err // could not listen or serve
+	}
+	if err != nil {
+		log.Warn("shutdown was not clean", "err", err)
+	}
+	if err := h.Close(); err != nil {
+		log.Warn("hub close", "err", err)
+	}
+	log.Info("shardchat stopped")
+	return nil
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level)) // kong's enum already checked it
+	opts := &slog.HandlerOptions{Level: lvl}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run() error {
+	fmt.Println("shardchat", versionString())
+	return nil
+}
+
+// versionString is "version (commit commit, goX)", from -ldflags or else from the build info.
+func versionString() string {
+	v, c := version, commit
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && info.Main.Version != "" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && c == "" {
+				c = s.Value
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("%s (commit %s, %s)", v, c, runtime.Version())
+}
+
+func main() {
+	var c cli
+	ctx := kong.Parse(&c,
+		kong.Name("shardchat"),
+		kong.Description("A real-time chat server: rooms, messages, typing and presence over WebSocket, on every core."),
+		kong.Vars{"gomaxprocs": strconv.Itoa(runtime.GOMAXPROCS(0))},
+	)
+	ctx.FatalIfErrorf(ctx.Run())
+}

@@ -1,0 +1,120 @@
+package shard
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"slices"
+	"time"
+)
+
+// room is one chat room. It belongs to its shard's goroutine alone.
+type room struct {
+	name  string
+	epoch string
+	seq   uint64 // newest seq in this epoch, 0 before the first message
+	hist  history
+
+	// members is a slice, not a map, because fan-out walks it for every message.
+	members []seat
+	index   map[Member]int    // position of a member in members
+	byName  map[string]Member // user names are unique per room
+
+	// typing holds the users of this room who said they are typing, with the time their
+	// last typing-on was passed on, so a typist's repeats are passed on at a bounded rate.
+	typing map[string]time.Time
+
+	emptySince time.Time // when the last member left; zero while it has members
+}
+
+type seat struct {
+	member Member
+	user   string
+}
+
+func newRoom(name string, historySize int) *room {
+	return &room{
+		name:   name,
+		epoch:  newEpoch(),
+		hist:   newHistory(historySize),
+		index:  make(map[Member]int),
+		byName: make(map[string]Member),
+	}
+}
+
+// newEpoch names one lifetime of a room's sequence numbers: a room that is created anew (after
+// a restart, or after it was evicted while empty) starts another epoch, so a client's old
+// seq cannot be mistaken for a position in the new one.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (r *room) userOf(m Member) (string, bool) {
+	i, ok := r.index[m]
+	if !ok {
+		return "", false
+	}
+	return r.members[i].user, true
+}
+
+func (r *room) add(m Member, user string) {
+	r.index[m] = len(r.members)
+	r.members = append(r.members, seat{member: m, user: user})
+	r.byName[user] = m
+	r.emptySince = time.Time{}
+}
+
+// remove takes m out of the room and returns its user name.
+func (r *room) remove(m Member, now time.Time) (string, bool) {
+	i, ok := r.index[m]
+	if !ok {
+		return "", false
+	}
+	user := r.members[i].user
+	last := len(r.members) - 1
+	if i != last {
+		r.members[i] = r.members[last]
+		r.index[r.members[i].member] = i
+	}
+	r.members[last] = seat{}
+	r.members = r.members[:last]
+	delete(r.index, m)
+	delete(r.byName, user)
+	if len(r.members) == 0 {
+		r.emptySince = now
+		r.members = nil // an empty room keeps only its history
+	}
+	return user, true
+}
+
+// users returns the sorted user names of the room.
+func (r *room) users() []string {
+	names := make([]string, 0, len(r.members))
+	for _, s := range r.members {
+		names = append(names, s.user)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// broadcast hands obj to every member but the one named except, and returns how many got it.
+func (r *room) broadcast(obj []byte, except string) int {
+	n := 0
+	for _, s := range r.members {
+		if s.user != except {
+			s.member.Send(obj)
+			n++
+		}
+	}
+	return n
+}
+
+// broadcastBestEffort is broadcast for objects that may be dropped (typing).
+func (r *room) broadcastBestEffort(obj []byte, except string) {
+	for _, s := range r.members {
+		if s.user != except {
+			s.member.SendBestEffort(obj)
+		}
+	}
+}

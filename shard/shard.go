@@ -1,0 +1,400 @@
+// Package shard is the actor that owns chat rooms: one goroutine per shard holds its rooms'
+// members, user names, history, sequence numbers and typing state, and is the only code that
+// touches them. Callers talk to it through a bounded inbox; it answers on a channel of
+// capacity one, so it never blocks on a caller, and it fans messages out through the
+// non-blocking Member.Send, so it never blocks on a client.
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// ErrStopped is returned for a command sent to a shard that is not running any more.
+var ErrStopped = errors.New("shard stopped")
+
+// ErrInternal is the reply to a command whose handling panicked. The caller should close
+// its connection with 1011: what the command did is unknown.
+var ErrInternal = errors.New("internal error in shard")
+
+// Config configures a Shard. The zero value of each field means its default.
+type Config struct {
+	// ID names the shard in logs and metrics.
+	ID int
+	// Inbox is how many commands may wait for the shard. Default 4096.
+	Inbox int
+	// History is how many messages a room keeps. Default 100.
+	History int
+	// IdleRoomTTL is how long a room without members keeps its history. Default 1h.
+	IdleRoomTTL time.Duration
+	// MaxIdleRooms is how many rooms without members the shard keeps; past it, the longest
+	// idle go first. Default 10000.
+	MaxIdleRooms int
+	// TypingRefresh is how often a typist's repeated typing-on is passed on. Default 2s.
+	TypingRefresh time.Duration
+	// Logger receives the shard's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the shard's metrics. Default: collectors on a private registry.
+	Metrics *Metrics
+}
+
+func (c Config) withDefaults() Config {
+	if c.Inbox <= 0 {
+		c.Inbox = 4096
+	}
+	if c.History <= 0 {
+		c.History = 100
+	}
+	if c.IdleRoomTTL <= 0 {
+		c.IdleRoomTTL = time.Hour
+	}
+	if c.MaxIdleRooms <= 0 {
+		c.MaxIdleRooms = 10000
+	}
+	if c.TypingRefresh <= 0 {
+		c.TypingRefresh = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	return c
+}
+
+// Request is the argument of every shard command; each command reads the fields it names.
+type Request struct {
+	Member Member
+	Room   string
+	Ref    string
+	User   string      // Join: the user name, already validated
+	Since  *wire.Since // Join: the recovery position, if any
+	Text   string      // Publish: the text, already validated
+	On     bool        // Typing
+	Before uint64      // History: 0 for the newest
+	Limit  int         // History: how many
+	// Quiet, on Leave, sends no left reply: the member is gone.
+	Quiet bool
+	// Reply receives the outcome: nil, a *wire.Error for a refused request, or ErrInternal.
+	// It must have capacity 1 and no other reply pending. Nil means the caller does not wait.
+	Reply chan error
+}
+
+type op uint8
+
+const (
+	opJoin op = iota + 1
+	opLeave
+	opPublish
+	opTyping
+	opUsers
+	opHistory
+)
+
+var opNames = [...]string{opJoin: "join", opLeave: "leave", opPublish: "publish", opTyping: "typing", opUsers: "users", opHistory: "history"}
+
+func (o op) String() string { return opNames[o] }
+
+type command struct {
+	op op
+	Request
+}
+
+// Shard owns a set of rooms. Its methods may be called from any goroutine; Run must be
+// running for them to be served.
+type Shard struct {
+	// Static after construction.
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	inbox   chan command
+	done    chan struct{} // closed when Run returns
+
+	// Owned by Run.
+	rooms map[string]*room
+}
+
+// New returns a shard; start it with Run.
+func New(cfg Config) *Shard {
+	cfg = cfg.withDefaults()
+	s := &Shard{
+		cfg:     cfg,
+		log:     cfg.Logger.With("shard", cfg.ID),
+		metrics: cfg.Metrics,
+		inbox:   make(chan command, cfg.Inbox),
+		done:    make(chan struct{}),
+		rooms:   make(map[string]*room),
+	}
+	s.metrics.registerShard(cfg.ID, func() float64 { return float64(len(s.inbox)) })
+	return s
+}
+
+// Run handles commands until ctx is done. It must be called once.
+func (s *Shard) Run(ctx context.Context) {
+	defer close(s.done)
+	sweep := time.NewTicker(min(s.cfg.IdleRoomTTL/2, time.Minute))
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case cmd := <-s.inbox:
+			s.handle(cmd)
+		case now := <-sweep.C:
+			s.sweep(now)
+		}
+	}
+}
+
+// Join adds req.Member to req.Room as req.User and sends it joined, or refuses with
+// name_taken. Joining a room again answers joined again.
+func (s *Shard) Join(ctx context.Context, req Request) error { return s.do(ctx, opJoin, req) }
+
+// Leave takes req.Member out of req.Room and sends it left (unless req.Quiet).
+func (s *Shard) Leave(ctx context.Context, req Request) error { return s.do(ctx, opLeave, req) }
+
+// Publish gives req.Text the room's next seq, keeps it in history and fans it out to every
+// member, the sender too.
+func (s *Shard) Publish(ctx context.Context, req Request) error { return s.do(ctx, opPublish, req) }
+
+// Typing passes a typing state on to the other members of the room.
+func (s *Shard) Typing(ctx context.Context, req Request) error { return s.do(ctx, opTyping, req) }
+
+// Users sends req.Member the sorted user names of the room.
+func (s *Shard) Users(ctx context.Context, req Request) error { return s.do(ctx, opUsers, req) }
+
+// History sends req.Member up to req.Limit messages before req.Before, oldest first.
+func (s *Shard) History(ctx context.Context, req Request) error { return s.do(ctx, opHistory, req) }
+
+// do queues a command and, when req.Reply is set, waits for its outcome. A full inbox blocks
+// the caller: that is the backpressure on a client that sends faster than its room's shard
+// can serve. It gives up when ctx is done or the shard stops.
+func (s *Shard) do(ctx context.Context, o op, req Request) error {
+	select {
+	case s.inbox <- command{op: o, Request: req}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrStopped
+	}
+	if req.Reply == nil {
+		return nil
+	}
+	select {
+	case err := <-req.Reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrStopped
+	}
+}
+
+func (s *Shard) handle(cmd command) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.metrics.panics.Inc()
+			s.log.Error("shard recovered from a panic", "op", cmd.op.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			reply(cmd.Reply, ErrInternal)
+		}
+	}()
+	var err *wire.Error
+	switch cmd.op {
+	case opJoin:
+		err = s.join(&cmd.Request)
+	case opLeave:
+		err = s.leave(&cmd.Request)
+	case opPublish:
+		err = s.publish(&cmd.Request)
+	case opTyping:
+		err = s.typing(&cmd.Request)
+	case opUsers:
+		err = s.users(&cmd.Request)
+	case opHistory:
+		err = s.history(&cmd.Request)
+	}
+	if err != nil {
+		reply(cmd.Reply, err)
+		return
+	}
+	reply(cmd.Reply, nil)
+}
+
+// reply never blocks: the channel has room for the one reply its caller waits for.
+func reply(ch chan error, err error) {
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- err:
+	default:
+	}
+}
+
+func notJoined(room string) *wire.Error {
+	return wire.Errorf(wire.CodeNotJoined, "not in room %s", room)
+}
+
+// seatOf finds the room and the member's user name in it.
+func (s *Shard) seatOf(req *Request) (*room, string, *wire.Error) {
+	r := s.rooms[req.Room]
+	if r == nil {
+		return nil, "", notJoined(req.Room)
+	}
+	user, ok := r.userOf(req.Member)
+	if !ok {
+		return nil, "", notJoined(req.Room)
+	}
+	return r, user, nil
+}
+
+func (s *Shard) join(req *Request) *wire.Error {
+	r := s.rooms[req.Room]
+	if r == nil {
+		r = newRoom(req.Room, s.cfg.History)
+		s.rooms[req.Room] = r
+		s.metrics.idleRooms.Inc()
+	}
+	if _, already := r.userOf(req.Member); !already {
+		if _, taken := r.byName[req.User]; taken {
+			return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
+		}
+		if len(r.members) == 0 {
+			s.metrics.idleRooms.Dec()
+			s.metrics.rooms.Inc()
+		}
+		r.broadcast(wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
+		r.add(req.Member, req.User)
+	}
+
+	joined := wire.Joined{Ref: req.Ref, Room: r.name, User: req.User, Epoch: r.epoch, Seq: r.seq, Users: r.users()}
+	if since := req.Since; since != nil && since.Epoch == r.epoch && since.Seq <= r.seq && r.hist.retainedAfter(since.Seq) {
+		joined.History = r.hist.between(since.Seq, 0, r.hist.size)
+		joined.Recovered = true
+	} else {
+		joined.History = r.hist.between(0, 0, wire.DefHistoryLimit)
+	}
+	req.Member.Send(wire.AppendJoined(nil, &joined))
+	return nil
+}
+
+func (s *Shard) leave(req *Request) *wire.Error {
+	r := s.rooms[req.Room]
+	if r == nil {
+		return notJoined(req.Room)
+	}
+	user, ok := r.remove(req.Member, time.Now())
+	if !ok {
+		return notJoined(req.Room)
+	}
+	s.stopTyping(r, user)
+	r.broadcast(wire.AppendPresence(nil, r.name, user, wire.PresenceLeave), "")
+	if !req.Quiet {
+		req.Member.Send(wire.AppendLeft(nil, req.Ref, r.name))
+	}
+	if len(r.members) == 0 {
+		s.metrics.rooms.Dec()
+		s.metrics.idleRooms.Inc()
+	}
+	return nil
+}
+
+func (s *Shard) publish(req *Request) *wire.Error {
+	r, user, err := s.seatOf(req)
+	if err != nil {
+		return err
+	}
+	s.stopTyping(r, user)
+	now := time.Now()
+	r.seq++
+	msg := wire.Message{Room: r.name, Seq: r.seq, User: user, Text: req.Text, TS: now.UnixMilli(), Ref: req.Ref}
+	obj := wire.AppendMessage(make([]byte, 0, 80+len(msg.Room)+len(msg.User)+len(msg.Text)+len(msg.Ref)), &msg)
+	r.hist.add(r.seq, obj)
+	n := r.broadcast(obj, "")
+	s.metrics.messages.Inc()
+	s.metrics.deliveries.Add(float64(n))
+	s.metrics.fanout.Observe(time.Since(now).Seconds())
+	return nil
+}
+
+func (s *Shard) typing(req *Request) *wire.Error {
+	r, user, err := s.seatOf(req)
+	if err != nil {
+		return err
+	}
+	if !req.On {
+		s.stopTyping(r, user)
+		return nil
+	}
+	now := time.Now()
+	if last, ok := r.typing[user]; ok && now.Sub(last) < s.cfg.TypingRefresh {
+		return nil
+	}
+	if r.typing == nil {
+		r.typing = make(map[string]time.Time)
+	}
+	r.typing[user] = now
+	r.broadcastBestEffort(wire.AppendTyping(nil, r.name, user, true), user)
+	return nil
+}
+
+// stopTyping tells the others that user stopped typing, if they were told it started.
+func (s *Shard) stopTyping(r *room, user string) {
+	if _, ok := r.typing[user]; !ok {
+		return
+	}
+	delete(r.typing, user)
+	r.broadcastBestEffort(wire.AppendTyping(nil, r.name, user, false), user)
+}
+
+func (s *Shard) users(req *Request) *wire.Error {
+	r, _, err := s.seatOf(req)
+	if err != nil {
+		return err
+	}
+	req.Member.Send(wire.AppendUsers(nil, req.Ref, r.name, r.users()))
+	return nil
+}
+
+func (s *Shard) history(req *Request) *wire.Error {
+	r, _, err := s.seatOf(req)
+	if err != nil {
+		return err
+	}
+	req.Member.Send(wire.AppendHistory(nil, req.Ref, r.name, r.hist.between(0, req.Before, req.Limit)))
+	return nil
+}
+
+// sweep forgets rooms that have been empty longer than IdleRoomTTL, and the longest-idle
+// ones past MaxIdleRooms, so that memory follows the rooms in use.
+func (s *Shard) sweep(now time.Time) {
+	var idle []*room
+	for name, r := range s.rooms {
+		if len(r.members) > 0 {
+			continue
+		}
+		if now.Sub(r.emptySince) >= s.cfg.IdleRoomTTL {
+			delete(s.rooms, name)
+			s.metrics.idleRooms.Dec()
+			continue
+		}
+		idle = append(idle, r)
+	}
+	if excess := len(idle) - s.cfg.MaxIdleRooms; excess > 0 {
+		slices.SortFunc(idle, func(a, b *room) int { return a.emptySince.Compare(b.emptySince) })
+		for _, r := range idle[:excess] {
+			delete(s.rooms, r.name)
+			s.metrics.idleRooms.Dec()
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package transport
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// Metrics are the Prometheus collectors of the transport. Labels are bounded: error codes,
+// close codes and refusal reasons, never a room or a user.
+type Metrics struct {
+	connections      prometheus.Gauge
+	connectionsTotal prometheus.Counter
+	upgradesRefused  *prometheus.CounterVec
+	received         prometheus.Counter
+	framesWritten    prometheus.Counter
+	bytesWritten     prometheus.Counter
+	slowConsumers    prometheus.Counter
+	typingDropped    prometheus.Counter
+	refused          *prometheus.CounterVec
+	closes           *prometheus.CounterVec
+}
+
+// Reasons an upgrade is refused, the values of the reason label.
+const (
+	refuseMaxConns = "max_conns"
+	refuseOrigin   = "origin"
+	refuseDraining = "draining"
+	refuseUpgrade  = "bad_upgrade"
+)
+
+// NewMetrics creates the transport collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardchat_connections",
+			Help: "Open WebSocket sessions.",
+		}),
+		connectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_connections_total",
+			Help: "WebSocket sessions opened since start.",
+		}),
+		upgradesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardchat_upgrades_refused_total",
+			Help: "WebSocket upgrades refused before a session started, by reason.",
+		}, []string{"reason"}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_frames_received_total",
+			Help: "Client frames read.",
+		}),
+		framesWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_frames_written_total",
+			Help: "WebSocket frames written to clients; each may carry several objects.",
+		}),
+		bytesWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_written_bytes_total",
+			Help: "Payload bytes written to clients.",
+		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_slow_consumers_total",
+			Help: "Sessions closed with 4008 because their queue was full.",
+		}),
+		typingDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_typing_dropped_total",
+			Help: "Typing objects dropped for members whose queue was more than half full.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardchat_requests_refused_total",
+			Help: "Client requests answered with an error object, by error code.",
+		}, []string{"code"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardchat_closes_total",
+			Help: "Sessions closed by the server, by WebSocket close code.",
+		}, []string{"code"}),
+	}
+	for _, code := range wire.Codes {
+		m.refused.WithLabelValues(string(code))
+	}
+	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade} {
+		m.upgradesRefused.WithLabelValues(reason)
+	}
+	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.framesWritten,
+		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes)
+	return m
+}
+
+func (m *Metrics) closed(code wire.CloseCode) {
+	m.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+}

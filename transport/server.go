@@ -1,0 +1,347 @@
+// Package transport is shardchat's HTTP side: the routes, one WebSocket session per client
+// (a reader and a writer), and the protocol codec in transport/wire.
+package transport
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shardchat/shardchat/hub"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// Config configures a Server. The zero value of each field means its default, except Hub.
+type Config struct {
+	// Hub serves the rooms. Required.
+	Hub *hub.Hub
+	// Logger receives the transport's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the transport's metrics. Default: collectors on a private registry.
+	Metrics *Metrics
+	// Gatherer is served on /metrics. Default: none, and /metrics answers 404.
+	Gatherer prometheus.Gatherer
+	// Static is the web UI served on /. Default: none, and / answers 404.
+	Static fs.FS
+	// Node names this host in welcome. Default: the host name and a random suffix.
+	Node string
+	// AllowedOrigins are host patterns (path.Match syntax, "*" for any) of the cross-origin
+	// pages that may connect. Same-origin pages and clients without Origin always may.
+	AllowedOrigins []string
+	// MaxConns is how many sessions may be open at once; past it upgrades get 503. Default 100000.
+	MaxConns int
+	// Rate and Burst bound a connection's chat messages a second. Default 10 and 20.
+	Rate  float64
+	Burst int
+	// RequestRate and RequestBurst bound all of a connection's frames. Default 5×Rate (at
+	// least 50) and 5×Burst (at least 100).
+	RequestRate  float64
+	RequestBurst int
+	// AbuseRate and AbuseBurst bound a connection's refused requests; past them it is
+	// closed with 1008. Default 1 and 20.
+	AbuseRate  float64
+	AbuseBurst int
+	// Queue is how many objects may wait for a connection's writer before it is closed as a
+	// slow consumer (4008). Default 4096.
+	Queue int
+	// MaxRooms is how many rooms one connection may be in. Default 16.
+	MaxRooms int
+	// FrameCap is the largest frame the writer builds by joining objects. Default 64 KiB.
+	FrameCap int
+	// WriteTimeout bounds every write to a client. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how long a connection may be silent before it is pinged. Default 25s.
+	PingInterval time.Duration
+	// PingTimeout is how long a ping waits for its pong before the connection is dropped. Default 15s.
+	PingTimeout time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Hub == nil {
+		return c, errors.New("transport: Config.Hub is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if c.Node == "" {
+		c.Node = defaultNode()
+	}
+	for _, p := range c.AllowedOrigins {
+		if _, err := path.Match(strings.ToLower(p), ""); err != nil {
+			return c, fmt.Errorf("transport: allowed origin pattern %q: %w", p, err)
+		}
+	}
+	setDefault(&c.MaxConns, 100000)
+	setDefault(&c.Rate, 10)
+	setDefault(&c.Burst, 20)
+	setDefault(&c.RequestRate, max(5*c.Rate, 50))
+	setDefault(&c.RequestBurst, max(5*c.Burst, 100))
+	setDefault(&c.AbuseRate, 1)
+	setDefault(&c.AbuseBurst, 20)
+	setDefault(&c.Queue, 4096)
+	setDefault(&c.MaxRooms, 16)
+	setDefault(&c.FrameCap, 64<<10)
+	setDefault(&c.WriteTimeout, 10*time.Second)
+	setDefault(&c.PingInterval, 25*time.Second)
+	setDefault(&c.PingTimeout, 15*time.Second)
+	return c, nil
+}
+
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+func defaultNode() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "shardchat"
+	}
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// Server serves shardchat over HTTP. Handler may serve requests from many goroutines;
+// Drain and Shutdown may be called from any goroutine, more than once.
+type Server struct {
+	// Static after construction.
+	cfg       Config
+	log       *slog.Logger
+	metrics   *Metrics
+	welcome   []byte
+	handler   http.Handler
+	readBufs  sync.Pool // *[]byte for client frames
+	frameBufs sync.Pool // *[]byte for joined server frames
+	baseCtx   context.Context
+	stop      context.CancelFunc
+
+	nextID   atomic.Uint64
+	conns    atomic.Int64
+	draining atomic.Bool
+
+	// Guarded by mu.
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	idle     chan struct{} // closed when draining and the last session ended
+}
+
+// New returns a server for cfg.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  cfg.Metrics,
+		sessions: make(map[*session]struct{}),
+		idle:     make(chan struct{}),
+	}
+	s.welcome = wire.AppendWelcome(nil, cfg.Node, wire.Limits{Text: wire.MaxText, Rooms: cfg.MaxRooms, Rate: cfg.Rate, Burst: cfg.Burst})
+	s.readBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.frameBufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	s.baseCtx, s.stop = context.WithCancel(context.Background())
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	if cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if cfg.Static != nil {
+		mux.Handle("GET /", http.FileServerFS(cfg.Static))
+	}
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the HTTP handler of every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		s.metrics.upgradesRefused.WithLabelValues(refuseDraining).Inc()
+		http.Error(w, "server is restarting; try again", http.StatusServiceUnavailable)
+		return
+	}
+	if err := checkOrigin(r, s.cfg.AllowedOrigins); err != nil {
+		s.metrics.upgradesRefused.WithLabelValues(refuseOrigin).Inc()
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+		s.conns.Add(-1)
+		s.metrics.upgradesRefused.WithLabelValues(refuseMaxConns).Inc()
+		http.Error(w, "too many connections; try again later", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.conns.Add(-1)
+
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	if err != nil {
+		s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
+		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	conn.SetReadLimit(wire.MaxFrame)
+	sess := newSession(s, s.nextID.Add(1), conn, r.RemoteAddr)
+	if !s.track(sess) {
+		s.metrics.closed(wire.CloseRestart)
+		_ = conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
+		return
+	}
+	defer s.untrack(sess)
+	s.metrics.connections.Inc()
+	s.metrics.connectionsTotal.Inc()
+	defer s.metrics.connections.Dec()
+	sess.run(s.baseCtx)
+}
+
+func (s *Server) track(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	if len(s.sessions) == 0 && s.draining.Load() {
+		s.closeIdleLocked()
+	}
+}
+
+func (s *Server) closeIdleLocked() {
+	select {
+	case <-s.idle:
+	default:
+		close(s.idle)
+	}
+}
+
+// Drain makes /readyz answer 503 and refuses new upgrades, so a load balancer moves new
+// clients elsewhere; open sessions go on.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Shutdown drains, then asks every session to write what it has queued and close with
+// 1012, and waits for them until ctx is done; sessions still open then are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for sess := range s.sessions {
+		sess.closeWith(wire.CloseRestart, "server is restarting")
+	}
+	if len(s.sessions) == 0 {
+		s.closeIdleLocked()
+	}
+	s.mu.Unlock()
+
+	select {
+	case <-s.idle:
+		s.stop()
+		return nil
+	case <-ctx.Done():
+	}
+	s.stop() // cancels every session's context: their connections close at once
+	<-s.idle
+	return fmt.Errorf("shutdown: sessions cut after the drain timeout: %w", ctx.Err())
+}
+
+// checkOrigin allows requests without Origin, same-origin requests, and origins whose host
+// (or scheme://host, for patterns with "://") matches a pattern.
+func checkOrigin(r *http.Request, patterns []string) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("origin %q is not a URL with a host", origin)
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	for _, p := range patterns {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("origin %s may not connect; the server allows cross-origin pages only with --allowed-origins", u.Host)
+}
+
+// ListenAndServe serves on addr until ctx is done, then shuts down: it stops accepting,
+// drains sessions for up to drainTimeout, and returns. onListen, when set, gets the bound
+// address (useful with port 0).
+func (s *Server) ListenAndServe(ctx context.Context, addr string, drainTimeout time.Duration, onListen func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if onListen != nil {
+		onListen(ln.Addr())
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "drain_timeout", drainTimeout)
+	s.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	// http.Server.Shutdown closes the listener and idle HTTP connections; it does not wait
+	// for hijacked WebSockets (its doc says so), which Server.Shutdown closes itself.
+	httpErr := srv.Shutdown(sctx)
+	wsErr := s.Shutdown(sctx)
+	<-serveErr // Serve returns ErrServerClosed at once after Shutdown began
+	return errors.Join(httpErr, wsErr)
+}

@@ -1,0 +1,387 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// errSessionClosed ends a session's loops once the writer has closed the connection.
+var errSessionClosed = errors.New("session closed")
+
+// session is one WebSocket connection: a reader that decodes, validates and rate-limits the
+// client's requests and calls the hub, and a writer that drains the outbox into frames.
+//
+// Send and SendBestEffort (the shard.Member side) are called by shard goroutines; closeWith
+// by anyone; the rest by the reader alone.
+type session struct {
+	// Static after construction.
+	id     uint64
+	srv    *Server
+	conn   *websocket.Conn
+	remote string
+	out    *outbox
+
+	lastRead atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
+
+	// Guarded by closeMu.
+	closeMu     sync.Mutex
+	closeCode   wire.CloseCode // 0 while open; the first reason given wins
+	closeReason string
+
+	// Owned by the reader.
+	user      string
+	rooms     map[string]struct{}
+	messages  *rate.Limiter // chat messages: --rate and --burst
+	requests  *rate.Limiter // every frame, a looser bound on requests that cost the server
+	abuse     *rate.Limiter // refused requests; running out closes with 1008
+	reply     chan error    // shard replies; one request at a time
+	logLazily *slog.Logger
+}
+
+func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string) *session {
+	cfg := &srv.cfg
+	s := &session{
+		id:       id,
+		srv:      srv,
+		conn:     conn,
+		remote:   remote,
+		out:      newOutbox(cfg.Queue),
+		rooms:    make(map[string]struct{}),
+		messages: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst),
+		requests: rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
+		abuse:    rate.NewLimiter(rate.Limit(cfg.AbuseRate), cfg.AbuseBurst),
+		reply:    make(chan error, 1),
+	}
+	s.lastRead.Store(time.Now().UnixNano())
+	return s
+}
+
+func (s *session) log() *slog.Logger {
+	if s.logLazily == nil {
+		s.logLazily = s.srv.log.With("conn", s.id, "remote", s.remote)
+	}
+	return s.logLazily
+}
+
+// Send queues obj; see shard.Member.
+func (s *session) Send(obj []byte) { s.out.push(obj) }
+
+// SendBestEffort queues obj unless the queue is more than half full; see shard.Member.
+func (s *session) SendBestEffort(obj []byte) {
+	if !s.out.pushBestEffort(obj) {
+		s.srv.metrics.typingDropped.Inc()
+	}
+}
+
+// closeWith asks the writer to close the connection with code once it has written what is
+// queued (at once, for a slow consumer).
+func (s *session) closeWith(code wire.CloseCode, reason string) {
+	s.closeMu.Lock()
+	if s.closeCode == 0 {
+		s.closeCode, s.closeReason = code, reason
+	}
+	s.closeMu.Unlock()
+	s.out.signal()
+}
+
+func (s *session) closing() (wire.CloseCode, string) {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	return s.closeCode, s.closeReason
+}
+
+// run serves the session until either loop ends, then takes the member out of its rooms.
+// The reader runs on the caller's goroutine: a session costs two goroutines, not three.
+func (s *session) run(ctx context.Context) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { cancel(s.writeLoop(ctx)) })
+	s.Send(s.srv.welcome)
+	err := s.readLoop(ctx)
+	cancel(err)
+	wg.Wait()
+	s.out.close()
+	s.leaveAll()
+
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		s.srv.metrics.closed(wire.CloseTooBig)
+	case websocket.CloseStatus(err) != -1:
+		s.log().Debug("client closed", "code", int(websocket.CloseStatus(err)))
+	}
+}
+
+// leaveAll takes the member out of every room it joined, telling the others.
+func (s *session) leaveAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
+	defer cancel()
+	for room := range s.rooms {
+		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, Quiet: true})
+		if err != nil {
+			s.log().Warn("leave on disconnect failed", "err", err)
+		}
+	}
+}
+
+func (s *session) readLoop(ctx context.Context) error {
+	for {
+		typ, r, err := s.conn.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		s.lastRead.Store(time.Now().UnixNano())
+		s.srv.metrics.received.Inc()
+		bufp := s.srv.readBufs.Get().(*[]byte)
+		frame, err := readAll(r, (*bufp)[:0])
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			s.refuse("", wire.Errorf(wire.CodeBadRequest, "binary frames are not accepted; send JSON in text frames"))
+		} else {
+			err = s.handle(ctx, frame)
+		}
+		*bufp = frame[:0]
+		s.srv.readBufs.Put(bufp)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readAll reads r to its end into buf. The connection's read limit bounds it.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// handle serves one client frame. It returns an error only when the session must end.
+func (s *session) handle(ctx context.Context, frame []byte) error {
+	if !s.requests.Allow() {
+		s.refuse("", wire.Errorf(wire.CodeRateLimited, "too many requests; slow down"))
+		return nil
+	}
+	req, perr := wire.Decode(frame)
+	if perr != nil {
+		s.refuse(req.Ref, perr)
+		return nil
+	}
+	if req.Type == wire.TypePing {
+		s.Send(wire.AppendPong(nil, req.Ref))
+		return nil
+	}
+	if req.Type == wire.TypeJoin {
+		return s.join(ctx, &req)
+	}
+	if _, ok := s.rooms[req.Room]; !ok {
+		s.refuse(req.Ref, wire.Errorf(wire.CodeNotJoined, "join room %s first", req.Room))
+		return nil
+	}
+	hubReq := shard.Request{Member: s, Room: req.Room, Ref: req.Ref, Reply: s.reply}
+	hub := s.srv.cfg.Hub
+	var err error
+	switch req.Type {
+	case wire.TypeLeave:
+		delete(s.rooms, req.Room)
+		err = hub.Leave(ctx, hubReq)
+	case wire.TypeMessage:
+		if !s.messages.Allow() {
+			s.refuse(req.Ref, wire.Errorf(wire.CodeRateLimited, "at most %g messages a second", s.srv.cfg.Rate))
+			return nil
+		}
+		hubReq.Text = req.Text
+		err = hub.Publish(ctx, hubReq)
+	case wire.TypeTyping:
+		hubReq.On = req.On
+		err = hub.Typing(ctx, hubReq)
+	case wire.TypeUsers:
+		err = hub.Users(ctx, hubReq)
+	case wire.TypeHistory:
+		hubReq.Before, hubReq.Limit = req.Before, req.Limit
+		err = hub.History(ctx, hubReq)
+	}
+	return s.outcome(req.Ref, err)
+}
+
+func (s *session) join(ctx context.Context, req *wire.Request) error {
+	user := req.User
+	switch {
+	case s.user == "" && user == "":
+		s.refuse(req.Ref, wire.Errorf(wire.CodeInvalidUser, "user is required on the first join"))
+		return nil
+	case s.user != "" && user == "":
+		user = s.user
+	case s.user != "" && user != s.user:
+		s.refuse(req.Ref, wire.Errorf(wire.CodeInvalidUser, "this connection is %s; a later join must give the same user or none", s.user))
+		return nil
+	}
+	_, already := s.rooms[req.Room]
+	if !already && len(s.rooms) >= s.srv.cfg.MaxRooms {
+		s.refuse(req.Ref, wire.Errorf(wire.CodeRoomLimit, "at most %d rooms per connection", s.srv.cfg.MaxRooms))
+		return nil
+	}
+	// Recorded before the call, so that a join cut short by a disconnect is still undone.
+	s.rooms[req.Room] = struct{}{}
+	err := s.srv.cfg.Hub.Join(ctx, shard.Request{
+		Member: s, Room: req.Room, Ref: req.Ref, User: user, Since: req.Since, Reply: s.reply,
+	})
+	var werr *wire.Error
+	if errors.As(err, &werr) && !already {
+		delete(s.rooms, req.Room)
+	}
+	if err == nil {
+		s.user = user
+	}
+	return s.outcome(req.Ref, err)
+}
+
+// outcome turns a hub error into an error object, a 1011 close, or the end of the session.
+func (s *session) outcome(ref string, err error) error {
+	var werr *wire.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &werr):
+		s.refuse(ref, werr)
+		return nil
+	case errors.Is(err, shard.ErrInternal):
+		s.closeWith(wire.CloseInternal, "internal error")
+		return nil
+	default:
+		return err // the session or the server is ending
+	}
+}
+
+// refuse answers a request with an error object, counts it, and closes a client that keeps
+// sending bad requests with 1008.
+func (s *session) refuse(ref string, e *wire.Error) {
+	s.srv.metrics.refused.WithLabelValues(string(e.Code)).Inc()
+	s.Send(wire.AppendError(nil, ref, e))
+	if !s.abuse.Allow() {
+		s.closeWith(wire.ClosePolicy, "too many bad requests")
+	}
+}
+
+// writeLoop writes what the outbox holds, all of it in as few frames as the frame cap
+// allows, pings an idle client, and closes the connection when asked to.
+func (s *session) writeLoop(ctx context.Context) error {
+	cfg := &s.srv.cfg
+	ping := time.NewTicker(cfg.PingInterval)
+	defer ping.Stop()
+	var batch [][]byte
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-ping.C:
+			if err := s.pingIfIdle(ctx); err != nil {
+				return err
+			}
+			continue
+		case <-s.out.wake:
+		}
+		var overflowed bool
+		batch, overflowed = s.out.take(batch)
+		if overflowed {
+			s.out.close()
+			s.srv.metrics.slowConsumers.Inc()
+			s.log().Info("slow consumer closed", "queue", cfg.Queue)
+			return s.close(wire.CloseSlowConsumer, "slow consumer: too far behind")
+		}
+		if err := s.writeBatch(ctx, batch); err != nil {
+			return err
+		}
+		clear(batch)
+		if cap(batch) > 64 {
+			batch = nil // after a burst, give the memory back
+		}
+		if code, reason := s.closing(); code != 0 {
+			return s.close(code, reason)
+		}
+	}
+}
+
+// close closes the connection with code and counts it.
+func (s *session) close(code wire.CloseCode, reason string) error {
+	s.srv.metrics.closed(code)
+	_ = s.conn.Close(websocket.StatusCode(code), reason) // errors here mean the peer is gone already
+	return errSessionClosed
+}
+
+func (s *session) pingIfIdle(ctx context.Context) error {
+	cfg := &s.srv.cfg
+	if time.Since(time.Unix(0, s.lastRead.Load())) < cfg.PingInterval {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.PingTimeout)
+	defer cancel()
+	if err := s.conn.Ping(pctx); err != nil {
+		if ctx.Err() == nil {
+			s.log().Debug("closing a client that did not answer a ping", "err", err)
+		}
+		_ = s.conn.CloseNow()
+		return err
+	}
+	return nil
+}
+
+// writeBatch joins objects with '\n' into frames of at most FrameCap bytes (an object larger
+// than that goes alone) and writes each with a deadline.
+func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	bufp := s.srv.frameBufs.Get().(*[]byte)
+	defer s.srv.frameBufs.Put(bufp)
+	frame := (*bufp)[:0]
+	for _, obj := range batch {
+		if len(frame) > 0 && len(frame)+1+len(obj) > s.srv.cfg.FrameCap {
+			if err := s.writeFrame(ctx, frame); err != nil {
+				return err
+			}
+			frame = frame[:0]
+		}
+		if len(frame) > 0 {
+			frame = append(frame, '\n')
+		}
+		frame = append(frame, obj...)
+	}
+	err := s.writeFrame(ctx, frame)
+	if cap(frame) <= 2*s.srv.cfg.FrameCap {
+		*bufp = frame[:0]
+	}
+	return err
+}
+
+func (s *session) writeFrame(ctx context.Context, frame []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.conn.Write(wctx, websocket.MessageText, frame); err != nil {
+		return err
+	}
+	s.srv.metrics.framesWritten.Inc()
+	s.srv.metrics.bytesWritten.Add(float64(len(frame)))
+	return nil
+}
