@@ -1,0 +1,54 @@
+# shardchat: build, run and test.
+#
+#   make run     serve on :3000 from source
+#   make test    install what the tests need (when missing), go vet, go test -race
+#   make bench   Go benchmarks, then bench scenarios against a separately started server
+#   make build   a static binary in bin/shardchat with version and commit stamped in
+
+GO      ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+# Programs the tests need, as program=debian-package. `make deps` installs the missing ones
+# with apt-get when it runs as root (CI does), and says what to install otherwise.
+TEST_DEPS := gcc=gcc
+
+.PHONY: build run test deps vet fuzz bench
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/shardchat .
+
+run:
+	$(GO) run .
+
+deps:
+	@missing=""; \
+	for dep in $(TEST_DEPS); do \
+	  command -v "$${dep%%=*}" >/dev/null 2>&1 || missing="$$missing $${dep#*=}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  else \
+	    echo "the tests need:$$missing; install them (apt-get install$$missing) or run make test as root"; exit 1; \
+	  fi; \
+	fi
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+test: deps vet
+	$(GO) test -race ./...
+
+# A short run of every fuzz target; FUZZTIME=5m for a longer one.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./transport/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
