@@ -54,10 +54,14 @@ func Decode(frame []byte) (Request, *Error) {
 	}
 	if err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
+		if !errors.As(err, &typeErr) || typeErr.Field == "" {
+			return req, Errorf(CodeBadRequest, "frame is not a JSON object")
+		}
+		// encoding/json goes on after a wrong-typed field, so the rest is decoded: a field
+		// that this type does not use is ignored, like an unknown one.
+		if raw.Type == nil || usesField(*raw.Type, typeErr.Field) {
 			return req, Errorf(CodeBadRequest, "field %s must be %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()))
 		}
-		return req, Errorf(CodeBadRequest, "frame is not a JSON object")
 	}
 	if raw.Ref != nil && len(*raw.Ref) > MaxRef {
 		return req, Errorf(CodeBadRequest, "ref is longer than %d bytes", MaxRef)
@@ -124,6 +128,29 @@ func Decode(frame []byte) (Request, *Error) {
 		}
 	}
 	return req, nil
+}
+
+// usesField reports whether objects of type typ read field (or a field inside it, such as
+// since.seq).
+func usesField(typ, field string) bool {
+	if i := strings.IndexByte(field, '.'); i >= 0 {
+		field = field[:i]
+	}
+	switch field {
+	case "type", "ref":
+		return true
+	case "room":
+		return typ != TypePing
+	case "user", "since":
+		return typ == TypeJoin
+	case "text":
+		return typ == TypeMessage
+	case "on":
+		return typ == TypeTyping
+	case "before", "limit":
+		return typ == TypeHistory
+	}
+	return false
 }
 
 // jsonKind names a Go kind the way a JSON client thinks of it.

@@ -1,0 +1,351 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// sink is a Member that keeps what it is sent.
+type sink struct {
+	mu         sync.Mutex
+	objs       [][]byte
+	bestEffort int
+}
+
+func (s *sink) Send(obj []byte) {
+	s.mu.Lock()
+	s.objs = append(s.objs, obj)
+	s.mu.Unlock()
+}
+
+func (s *sink) SendBestEffort(obj []byte) {
+	s.mu.Lock()
+	s.objs = append(s.objs, obj)
+	s.bestEffort++
+	s.mu.Unlock()
+}
+
+// events decodes and forgets what the sink holds.
+func (s *sink) events(t *testing.T) []wire.Event {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var evs []wire.Event
+	for _, obj := range s.objs {
+		var err error
+		if evs, err = wire.DecodeFrame(evs, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.objs = nil
+	return evs
+}
+
+func (s *sink) types(t *testing.T) []string {
+	var types []string
+	for _, ev := range s.events(t) {
+		types = append(types, ev.Type)
+	}
+	return types
+}
+
+// start runs a shard until the test ends.
+func start(t testing.TB, cfg Config) *Shard {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return s
+}
+
+// call sends one command and waits for its outcome.
+func call(t testing.TB, f func(context.Context, Request) error, req Request) error {
+	t.Helper()
+	req.Reply = make(chan error, 1)
+	err := f(context.Background(), req)
+	var werr *wire.Error
+	if err != nil && !errors.As(err, &werr) {
+		t.Fatalf("call: %v", err)
+	}
+	return err
+}
+
+func TestFanoutEncodesOnce(t *testing.T) {
+	t.Parallel()
+	s := start(t, Config{})
+	members := make([]*sink, 50)
+	for i := range members {
+		members[i] = &sink{}
+		if err := call(t, s.Join, Request{Member: members[i], Room: "r", User: fmt.Sprint("u", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range members {
+		m.events(t)
+	}
+	if err := call(t, s.Publish, Request{Member: members[0], Room: "r", Text: "hi", Ref: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	first := members[0].objs[0]
+	for i, m := range members {
+		if len(m.objs) != 1 || &m.objs[0][0] != &first[0] {
+			t.Fatalf("member %d did not get the one shared encoding", i)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	s := start(t, Config{})
+	a, b, stranger := &sink{}, &sink{}, &sink{}
+	if err := call(t, s.Join, Request{Member: a, Room: "r", User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		f    func(context.Context, Request) error
+		req  Request
+		code wire.Code
+	}{
+		{"name taken", s.Join, Request{Member: b, Room: "r", User: "alice"}, wire.CodeNameTaken},
+		{"publish to an unknown room", s.Publish, Request{Member: a, Room: "nowhere", Text: "x"}, wire.CodeNotJoined},
+		{"publish by a stranger", s.Publish, Request{Member: stranger, Room: "r", Text: "x"}, wire.CodeNotJoined},
+		{"typing by a stranger", s.Typing, Request{Member: stranger, Room: "r", On: true}, wire.CodeNotJoined},
+		{"users for a stranger", s.Users, Request{Member: stranger, Room: "r"}, wire.CodeNotJoined},
+		{"history for a stranger", s.History, Request{Member: stranger, Room: "r", Limit: 5}, wire.CodeNotJoined},
+		{"leave by a stranger", s.Leave, Request{Member: stranger, Room: "r"}, wire.CodeNotJoined},
+	}
+	for _, tc := range cases {
+		err := call(t, tc.f, tc.req)
+		var werr *wire.Error
+		if !errors.As(err, &werr) || werr.Code != tc.code {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.code)
+		}
+	}
+	// A refused request changes nothing: a and only a is in the room, with nothing said.
+	if err := call(t, s.Users, Request{Member: a, Room: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := a.events(t)
+	last := evs[len(evs)-1]
+	if len(last.Users) != 1 || last.Users[0] != "alice" {
+		t.Fatalf("users = %v", last.Users)
+	}
+	for _, ev := range evs {
+		if ev.Type == wire.TypeMessage || ev.Type == wire.TypePresence {
+			t.Fatalf("a refused request reached a member: %+v", ev)
+		}
+	}
+	if len(b.objs)+len(stranger.objs) != 0 {
+		t.Fatal("refused members were sent objects")
+	}
+}
+
+func TestPanicRecovered(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	s := start(t, Config{Metrics: metrics})
+	err := s.Join(context.Background(), Request{Member: panicky{}, Room: "r", User: "p", Reply: make(chan error, 1)})
+	if !errors.Is(err, ErrInternal) {
+		t.Fatalf("join = %v, want ErrInternal", err)
+	}
+	ok := &sink{}
+	if err := call(t, s.Join, Request{Member: ok, Room: "other", User: "u"}); err != nil {
+		t.Fatalf("the shard did not go on after a panic: %v", err)
+	}
+	if n := testutil.ToFloat64(metrics.panics); n != 1 {
+		t.Fatalf("panics = %v", n)
+	}
+}
+
+type panicky struct{}
+
+func (panicky) Send([]byte)           { panic("boom") }
+func (panicky) SendBestEffort([]byte) { panic("boom") }
+
+func TestStoppedShard(t *testing.T) {
+	t.Parallel()
+	s := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	cancel()
+	<-done
+	// With the inbox full and the shard stopped, callers give up instead of hanging.
+	for range cap(s.inbox) {
+		s.inbox <- command{}
+	}
+	err := s.Join(context.Background(), Request{Member: &sink{}, Room: "r", User: "u", Reply: make(chan error, 1)})
+	if !errors.Is(err, ErrStopped) {
+		t.Fatalf("join on a stopped shard = %v", err)
+	}
+}
+
+func TestTypingRefresh(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := start(t, Config{TypingRefresh: 2 * time.Second})
+		a, b := &sink{}, &sink{}
+		call(t, s.Join, Request{Member: a, Room: "r", User: "a"})
+		call(t, s.Join, Request{Member: b, Room: "r", User: "b"})
+		b.events(t)
+		typing := func(on bool) { call(t, s.Typing, Request{Member: a, Room: "r", On: on}) }
+		typing(true)
+		typing(true) // a repeat within TypingRefresh is not passed on
+		time.Sleep(time.Second)
+		typing(true)
+		if got := b.types(t); len(got) != 1 || got[0] != wire.TypeTyping {
+			t.Fatalf("b got %v, want one typing", got)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		typing(true) // past TypingRefresh: passed on again, so b's page keeps showing it
+		typing(false)
+		typing(false) // off twice is passed on once
+		evs := b.events(t)
+		if len(evs) != 2 || !evs[0].On || evs[1].On {
+			t.Fatalf("b got %+v", evs)
+		}
+		if b.bestEffort != 3 || len(a.events(t)) != 2 { // a: its joined and b's presence
+			t.Fatalf("typing went the wrong way: b best effort %d", b.bestEffort)
+		}
+	})
+}
+
+func TestIdleRoomsAreForgotten(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := start(t, Config{IdleRoomTTL: time.Hour, MaxIdleRooms: 2})
+		m := &sink{}
+		epochs := map[string]string{}
+		for _, room := range []string{"a", "b", "c"} {
+			call(t, s.Join, Request{Member: m, Room: room, User: "u"})
+			call(t, s.Publish, Request{Member: m, Room: room, Text: "x"})
+			call(t, s.Leave, Request{Member: m, Room: room, Quiet: true})
+			epochs[room] = m.events(t)[0].Epoch
+			time.Sleep(time.Second)
+		}
+		rejoin := func(room string) wire.Event {
+			call(t, s.Join, Request{Member: m, Room: room, User: "u"})
+			defer call(t, s.Leave, Request{Member: m, Room: room, Quiet: true})
+			return m.events(t)[0]
+		}
+		time.Sleep(time.Minute) // a sweep: three idle rooms, two may stay; "a" idled longest
+		if j := rejoin("a"); j.Epoch == epochs["a"] || j.Seq != 0 {
+			t.Fatalf("room a kept: epoch %q seq %d", j.Epoch, j.Seq)
+		}
+		if j := rejoin("c"); j.Epoch != epochs["c"] || j.Seq != 1 || len(j.History) != 1 {
+			t.Fatalf("room c lost: %+v", j)
+		}
+		time.Sleep(2 * time.Hour) // past IdleRoomTTL: all go
+		if j := rejoin("c"); j.Epoch == epochs["c"] || len(j.History) != 0 {
+			t.Fatalf("room c outlived its TTL: %+v", j)
+		}
+	})
+}
+
+func TestHistoryRing(t *testing.T) {
+	t.Parallel()
+	h := newHistory(5)
+	for seq := uint64(1); seq <= 8; seq++ {
+		h.add(seq, []byte(fmt.Sprint(seq)))
+	}
+	cases := []struct {
+		after, before uint64
+		limit         int
+		want          string
+	}{
+		{0, 0, 10, "45678"},
+		{0, 0, 2, "78"},
+		{5, 0, 10, "678"},
+		{0, 7, 10, "456"},
+		{0, 7, 1, "6"},
+		{0, 4, 10, ""},
+		{8, 0, 10, ""},
+		{0, 100, 3, "678"},
+	}
+	for _, tc := range cases {
+		got := ""
+		for _, obj := range h.between(tc.after, tc.before, tc.limit) {
+			got += string(obj)
+		}
+		if got != tc.want {
+			t.Errorf("between(%d, %d, %d) = %q, want %q", tc.after, tc.before, tc.limit, got, tc.want)
+		}
+	}
+	for after, want := range map[uint64]bool{8: true, 9: true, 3: true, 2: false, 0: false} {
+		if got := h.retainedAfter(after); got != want {
+			t.Errorf("retainedAfter(%d) = %v", after, got)
+		}
+	}
+}
+
+// queueMember costs what a session's outbox costs: a lock and an append.
+type queueMember struct {
+	mu    sync.Mutex
+	items [][]byte
+}
+
+func (q *queueMember) Send(obj []byte) {
+	q.mu.Lock()
+	if len(q.items) == cap(q.items) && len(q.items) >= 1024 {
+		q.items = q.items[:0]
+	}
+	q.items = append(q.items, obj)
+	q.mu.Unlock()
+}
+
+func (q *queueMember) SendBestEffort(obj []byte) { q.Send(obj) }
+
+// BenchmarkFanout publishes one message to a room of n members, through the shard's inbox,
+// and waits for the fan-out to finish: the cost of one message, per message.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			s := start(b, Config{})
+			members := make([]*queueMember, n)
+			for i := range members {
+				members[i] = &queueMember{}
+				if err := call(b, s.Join, Request{Member: members[i], Room: "r", User: fmt.Sprint("u", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			req := Request{Member: members[0], Room: "r", Text: "hello there, how is everyone doing today?", Ref: "c-17", Reply: make(chan error, 1)}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := s.Publish(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
