@@ -103,7 +103,7 @@ func TestNames(t *testing.T) {
 		{strings.Repeat("日", 32), strings.Repeat("日", 32), true},
 		{strings.Repeat("日", 33), "", false},
 		{"a\tb", "", false},
-		{"\u0085x", "x", true}, // NEL is white space, trimmed
+		{"\u0085x", "x", true},  // NEL is white space, trimmed
 		{"a\u0085b", "", false}, // and a control character inside
 		{"   ", "", false},
 	}
