@@ -584,7 +584,7 @@ type panicMember struct{}
 func (panicMember) Send([]byte)           { panic("broken member") }
 func (panicMember) SendBestEffort([]byte) { panic("broken member") }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

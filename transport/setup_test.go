@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 
 // testEnv is a real server on a loopback port with its hub and metrics.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *Server
 	hub     *hub.Hub
 	http    *httptest.Server
@@ -35,14 +36,16 @@ type testEnv struct {
 
 // setupTest starts a server with cfg (Hub, Metrics and Logger filled in) and stops it, and
 // checks that it left nothing behind, when the test ends.
-func setupTest(t *testing.T, cfg Config, shardCfg shard.Config) *testEnv {
+func setupTest(t testing.TB, cfg Config, shardCfg shard.Config) *testEnv {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	h, err := hub.New(hub.Config{Shards: 4, Shard: shardCfg, Registerer: reg})
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	h, err := hub.New(hub.Config{Shards: 4, Shard: shardCfg, Registerer: reg, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Hub = h
+	cfg.Logger = log
 	cfg.Metrics = NewMetrics(reg)
 	cfg.Gatherer = reg
 	srv, err := New(cfg)
@@ -67,7 +70,7 @@ func setupTest(t *testing.T, cfg Config, shardCfg shard.Config) *testEnv {
 
 // client is a real WebSocket client speaking the protocol, with a reader that splits frames.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	conn   *websocket.Conn
 	events chan wire.Event
 	done   chan error // the reader's final error (a close error, say)

@@ -1,0 +1,201 @@
+package transport
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+func TestOrigin(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{AllowedOrigins: []string{"*.example.com", "https://app.test"}}, shard.Config{})
+	host := env.http.Listener.Addr().String()
+	cases := []struct {
+		origin string
+		ok     bool
+	}{
+		{"", true},
+		{"http://" + host, true},
+		{"https://chat.example.com", true},
+		{"https://app.test", true},
+		{"http://app.test", false},
+		{"https://evil.test", false},
+		{"https://example.com.evil.test", false},
+		{"not a url", false},
+	}
+	for _, tc := range cases {
+		before := testutil.ToFloat64(env.metrics.upgradesRefused.WithLabelValues(refuseOrigin))
+		h := http.Header{}
+		if tc.origin != "" {
+			h.Set("Origin", tc.origin)
+		}
+		conn, resp, err := websocket.Dial(context.Background(), env.url, &websocket.DialOptions{HTTPHeader: h})
+		if tc.ok {
+			if err != nil {
+				t.Errorf("origin %q refused: %v", tc.origin, err)
+				continue
+			}
+			_ = conn.CloseNow()
+			continue
+		}
+		if err == nil {
+			_ = conn.CloseNow()
+			t.Errorf("origin %q allowed", tc.origin)
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("origin %q: %v, want 403", tc.origin, err)
+		}
+		if after := testutil.ToFloat64(env.metrics.upgradesRefused.WithLabelValues(refuseOrigin)); after != before+1 {
+			t.Errorf("origin %q refusal not counted", tc.origin)
+		}
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{MaxConns: 2}, shard.Config{})
+	a := env.dial()
+	env.dial()
+	_, resp, err := websocket.Dial(context.Background(), env.url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third connection: %v %v, want 503", err, resp)
+	}
+	if n := testutil.ToFloat64(env.metrics.upgradesRefused.WithLabelValues(refuseMaxConns)); n != 1 {
+		t.Fatalf("refused{max_conns} = %v", n)
+	}
+	_ = a.conn.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, func() bool { return env.srv.conns.Load() < 2 })
+	env.dial() // a slot is free again
+}
+
+func TestPingDropsDeadClients(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond}, shard.Config{})
+	alive := env.dial()
+	alive.join("r", "alive")
+	dead := env.dialSilent() // never reads, so never answers a ping
+	dead.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "r", User: "dead"})
+
+	// The dead client is dropped and leaves the room; the live one, answering pings
+	// while it reads, stays.
+	if ev := alive.nextOf(wire.TypePresence); ev.User != "dead" || ev.Event != wire.PresenceJoin {
+		t.Fatalf("got %+v", ev)
+	}
+	if ev := alive.nextOf(wire.TypePresence); ev.User != "dead" || ev.Event != wire.PresenceLeave {
+		t.Fatalf("got %+v, want dead's leave", ev)
+	}
+	time.Sleep(300 * time.Millisecond)
+	alive.send(wire.ClientRequest{Type: wire.TypePing, Ref: "still"})
+	if ev := alive.nextOf(wire.TypePong); ev.Ref != "still" {
+		t.Fatalf("pong %+v", ev)
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(env.metrics.connections) == 1 })
+}
+
+func TestOutbox(t *testing.T) {
+	t.Parallel()
+	o := newOutbox(4)
+	obj := []byte("x")
+	for i := range 4 {
+		if !o.push(obj) {
+			t.Fatalf("push %d refused", i)
+		}
+	}
+	if o.pushBestEffort(obj) {
+		t.Fatal("best effort queued into a queue more than half full")
+	}
+	if o.push(obj) {
+		t.Fatal("push into a full queue succeeded")
+	}
+	items, overflowed := o.take(nil)
+	if len(items) != 4 || !overflowed {
+		t.Fatalf("take = %d items, overflowed %v", len(items), overflowed)
+	}
+	select {
+	case <-o.wake:
+	default:
+		t.Fatal("the writer was not woken")
+	}
+	o.close()
+	if !o.push(obj) || o.pushBestEffort(obj) {
+		t.Fatal("a closed outbox must swallow pushes and refuse best effort")
+	}
+	if items, _ := o.take(nil); len(items) != 0 {
+		t.Fatal("a closed outbox kept items")
+	}
+}
+
+// BenchmarkSessionWrite measures a session's writer: objects queued for one member and read
+// by a real client, with frames joined up to the frame cap (batch=on) or one object per
+// frame (batch=off, the control).
+func BenchmarkSessionWrite(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		frameCap int
+	}{{"batch=on", 0}, {"batch=off", 1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			env := setupTest(b, Config{FrameCap: tc.frameCap, Queue: 1 << 20}, shard.Config{})
+			obj := wire.AppendMessage(nil, &wire.Message{Room: "general", Seq: 1, User: "alice", Text: "hello there, how is everyone doing today?", TS: 1764430001234})
+			ctx := context.Background()
+			conn, _, err := websocket.Dial(ctx, env.url, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.CloseNow()
+			conn.SetReadLimit(-1)
+			if _, _, err := conn.Read(ctx); err != nil { // welcome
+				b.Fatal(err)
+			}
+			var sess *session
+			waitFor(b, func() bool {
+				env.srv.mu.Lock()
+				defer env.srv.mu.Unlock()
+				for s := range env.srv.sessions {
+					sess = s
+				}
+				return sess != nil
+			})
+			b.SetBytes(int64(len(obj)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			// The producer stays a bounded distance ahead of the reader, as a shard does
+			// when the member keeps up.
+			var received atomic.Int64
+			go func() {
+				for i := range b.N {
+					for int64(i)-received.Load() > 10000 {
+						runtime.Gosched()
+					}
+					sess.Send(obj)
+				}
+			}()
+			for received.Load() < int64(b.N) {
+				_, frame, err := conn.Read(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				received.Add(int64(1 + countNewlines(frame)))
+			}
+		})
+	}
+}
+
+func countNewlines(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c == '\n' {
+			n++
+		}
+	}
+	return n
+}
