@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func parse(t *testing.T, args ...string) (*cli, error) {
+	t.Helper()
+	var c cli
+	parser, err := kong.New(&c, kong.Name("shardchat"), kong.Vars{"gomaxprocs": strconv.Itoa(runtime.GOMAXPROCS(0))}, kong.Exit(func(int) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = parser.Parse(args)
+	return &c, err
+}
+
+func TestServeFlags(t *testing.T) {
+	for _, env := range []string{"PORT", "SHARDCHAT_ADDR", "SHARDCHAT_RATE"} {
+		t.Setenv(env, "")
+		os.Unsetenv(env)
+	}
+	bad := []struct {
+		args []string
+		want string // part of the message, naming the flag and what to do
+	}{
+		{[]string{"--addr", "3000"}, "--addr"},
+		{[]string{"--addr", ":99999"}, "0 to 65535"},
+		{[]string{"--shards", "0"}, "--shards 0: must be from 1"},
+		{[]string{"--history", "0"}, "--history"},
+		{[]string{"--rate", "0"}, "--rate 0: must be above 0"},
+		{[]string{"--burst", "0"}, "--burst"},
+		{[]string{"--queue", "3"}, "--queue 3"},
+		{[]string{"--max-conns", "0"}, "--max-conns"},
+		{[]string{"--max-rooms", "0"}, "--max-rooms"},
+		{[]string{"--shutdown-timeout", "0s"}, "--shutdown-timeout"},
+		{[]string{"--shutdown-timeout", "soon"}, "--shutdown-timeout"},
+		{[]string{"--log-format", "xml"}, `"text","json"`},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--allowed-origins", "[x"}, "--allowed-origins"},
+		{[]string{"serve", "--nope"}, "--nope"},
+	}
+	for _, tc := range bad {
+		_, err := parse(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+
+	c, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Serve; s.Addr != ":3000" || s.Shards != runtime.GOMAXPROCS(0) || s.History != 100 || s.Rate != 10 || s.Burst != 20 {
+		t.Fatalf("defaults: %+v", s)
+	}
+
+	t.Setenv("PORT", "8080")
+	if c, err := parse(t); err != nil || c.Serve.Addr != ":8080" {
+		t.Fatalf("PORT=8080: addr %q, %v", c.Serve.Addr, err)
+	}
+	t.Setenv("SHARDCHAT_ADDR", "127.0.0.1:3000")
+	if c, err := parse(t); err != nil || c.Serve.Addr != "127.0.0.1:8080" {
+		t.Fatalf("PORT with SHARDCHAT_ADDR: addr %q, %v", c.Serve.Addr, err)
+	}
+	t.Setenv("SHARDCHAT_RATE", "2.5")
+	if c, err := parse(t, "serve", "--burst", "3"); err != nil || c.Serve.Rate != 2.5 || c.Serve.Burst != 3 {
+		t.Fatalf("env and flags: %+v, %v", c.Serve, err)
+	}
+}
+
+// TestServeProcess runs the real binary: it serves chat, and on SIGTERM it drains, closes
+// sessions with 1012 and exits 0.
+func TestServeProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "shardchat")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	// The listening address is in the first log lines.
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Addr != "" {
+				addrCh <- line.Addr
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	var addr string
+	select {
+	case addr = <-addrCh:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server did not log its address")
+	}
+
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"shardchat_connections", "go_goroutines", "process_resident_memory_bytes", `shardchat_shard_inbox_depth{shard="0"}`} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name)).Match(body) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	read := func() []wire.Event {
+		_, frame, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		evs, err := wire.DecodeFrame(nil, frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	if evs := read(); evs[0].Type != wire.TypeWelcome {
+		t.Fatalf("first object %+v", evs[0])
+	}
+	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"join","room":"general","user":"alice"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if evs := read(); evs[0].Type != wire.TypeJoined {
+		t.Fatalf("join answered %+v", evs[0])
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = conn.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusCode(wire.CloseRestart) {
+		t.Fatalf("after SIGTERM the session ended with %v, want 1012", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v, want 0", err)
+	}
+}
