@@ -15,6 +15,7 @@ type Metrics struct {
 	connectionsTotal prometheus.Counter
 	upgradesRefused  *prometheus.CounterVec
 	received         prometheus.Counter
+	messages         prometheus.Counter
 	framesWritten    prometheus.Counter
 	bytesWritten     prometheus.Counter
 	slowConsumers    prometheus.Counter
@@ -50,6 +51,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "shardchat_frames_received_total",
 			Help: "Client frames read.",
 		}),
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_messages_received_total",
+			Help: "Chat messages received from clients and passed on to be ordered (refused ones are not counted).",
+		}),
 		framesWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardchat_frames_written_total",
 			Help: "WebSocket frames written to clients; each may carry several objects.",
@@ -81,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade} {
 		m.upgradesRefused.WithLabelValues(reason)
 	}
-	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.framesWritten,
+	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.messages, m.framesWritten,
 		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes)
 	return m
 }

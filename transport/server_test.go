@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -198,4 +199,41 @@ func countNewlines(b []byte) int {
 		}
 	}
 	return n
+}
+
+// TestMetricLabelsAreBounded gathers every metric after some traffic and checks that no label
+// could hold a room or a user name.
+func TestMetricLabelsAreBounded(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{}, shard.Config{})
+	c := env.dial()
+	c.join("secret-room", "secret-user")
+	c.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "secret-room", Text: "hi"})
+	c.nextOf(wire.TypeMessage)
+	c.sendRaw(`nonsense`)
+	c.expectError(wire.CodeBadRequest, "")
+	families, err := env.srv.cfg.Gatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{"code": true, "reason": true, "shard": true}
+	seen := 0
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if !allowed[l.GetName()] || strings.Contains(l.GetValue(), "secret") {
+					t.Errorf("%s has label %s=%q", f.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
+		if strings.HasPrefix(f.GetName(), "shardchat_") {
+			seen++
+		}
+	}
+	if seen < 15 {
+		t.Fatalf("only %d shardchat_ metric families gathered", seen)
+	}
+	if n := testutil.ToFloat64(env.metrics.messages); n != 1 {
+		t.Fatalf("messages received = %v", n)
+	}
 }

@@ -212,6 +212,7 @@ func (s *session) handle(ctx context.Context, frame []byte) error {
 			return nil
 		}
 		hubReq.Text = req.Text
+		s.srv.metrics.messages.Inc()
 		err = hub.Publish(ctx, hubReq)
 	case wire.TypeTyping:
 		hubReq.On = req.On
