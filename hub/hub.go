@@ -126,6 +126,23 @@ func (h *Hub) History(ctx context.Context, req shard.Request) error {
 	return h.shardOf(req.Room).History(ctx, req)
 }
 
+// Rooms returns up to limit rooms with members on this host, the busiest first.
+func (h *Hub) Rooms(ctx context.Context, limit int) ([]shard.RoomInfo, error) {
+	var all []shard.RoomInfo
+	for _, s := range h.shards {
+		rooms, err := s.Rooms(ctx, limit)
+		if err != nil {
+			return nil, fmt.Errorf("rooms of a shard: %w", err)
+		}
+		all = append(all, rooms...)
+	}
+	shard.SortRooms(all)
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all, nil
+}
+
 // localShards is the hub as a bridge sees it.
 type localShards struct{ h *Hub }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,15 +100,23 @@ const (
 	opTyping
 	opUsers
 	opHistory
+	opRooms
 )
 
-var opNames = [...]string{opJoin: "join", opLeave: "leave", opPublish: "publish", opTyping: "typing", opUsers: "users", opHistory: "history"}
+var opNames = [...]string{opJoin: "join", opLeave: "leave", opPublish: "publish", opTyping: "typing", opUsers: "users", opHistory: "history", opRooms: "rooms"}
 
 func (o op) String() string { return opNames[o] }
 
 type command struct {
 	op op
 	Request
+	rooms chan []RoomInfo // opRooms: the answer, capacity 1
+}
+
+// RoomInfo is a room with members and how many it has, for room directories.
+type RoomInfo struct {
+	Name    string `json:"room"`
+	Members int    `json:"members"`
 }
 
 // Shard owns a set of rooms. Its methods may be called from any goroutine; Run must be
@@ -176,6 +185,37 @@ func (s *Shard) Users(ctx context.Context, req Request) error { return s.do(ctx,
 // History sends req.Member up to req.Limit messages before req.Before, oldest first.
 func (s *Shard) History(ctx context.Context, req Request) error { return s.do(ctx, opHistory, req) }
 
+// Rooms returns up to limit of the shard's rooms with members, the busiest first (ties by
+// name).
+func (s *Shard) Rooms(ctx context.Context, limit int) ([]RoomInfo, error) {
+	reply := make(chan []RoomInfo, 1)
+	select {
+	case s.inbox <- command{op: opRooms, Request: Request{Limit: limit}, rooms: reply}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.done:
+		return nil, ErrStopped
+	}
+	select {
+	case rooms := <-reply:
+		return rooms, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.done:
+		return nil, ErrStopped
+	}
+}
+
+// SortRooms orders rooms busiest first, then by name.
+func SortRooms(rooms []RoomInfo) {
+	slices.SortFunc(rooms, func(a, b RoomInfo) int {
+		if a.Members != b.Members {
+			return b.Members - a.Members
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}
+
 // do queues a command and, when req.Reply is set, waits for its outcome. A full inbox blocks
 // the caller: that is the backpressure on a client that sends faster than its room's shard
 // can serve. It gives up when ctx is done or the shard stops.
@@ -222,6 +262,8 @@ func (s *Shard) handle(cmd command) {
 		err = s.users(&cmd.Request)
 	case opHistory:
 		err = s.history(&cmd.Request)
+	case opRooms:
+		cmd.rooms <- s.busiest(cmd.Limit) // capacity 1, and only this send
 	}
 	if err != nil {
 		reply(cmd.Reply, err)
@@ -373,6 +415,20 @@ func (s *Shard) history(req *Request) *wire.Error {
 	}
 	req.Member.Send(wire.AppendHistory(nil, req.Ref, r.name, r.hist.between(0, req.Before, req.Limit)))
 	return nil
+}
+
+func (s *Shard) busiest(limit int) []RoomInfo {
+	var rooms []RoomInfo
+	for _, r := range s.rooms {
+		if len(r.members) > 0 {
+			rooms = append(rooms, RoomInfo{Name: r.name, Members: len(r.members)})
+		}
+	}
+	SortRooms(rooms)
+	if len(rooms) > limit {
+		rooms = rooms[:limit]
+	}
+	return rooms
 }
 
 // sweep forgets rooms that have been empty longer than IdleRoomTTL, and the longest-idle

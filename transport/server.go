@@ -172,8 +172,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
+	mux.Handle("GET /api/rooms", &roomDirectory{srv: s})
 	if cfg.Static != nil {
-		mux.Handle("GET /", http.FileServerFS(cfg.Static))
+		static, err := staticHandler(cfg.Static)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("GET /", static)
 	}
 	s.handler = mux
 	return s, nil

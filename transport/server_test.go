@@ -2,11 +2,15 @@ package transport
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -81,7 +85,7 @@ func TestMaxConns(t *testing.T) {
 
 func TestPingDropsDeadClients(t *testing.T) {
 	t.Parallel()
-	env := setupTest(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond}, shard.Config{})
+	env := setupTest(t, Config{PingInterval: 100 * time.Millisecond, PingTimeout: time.Second}, shard.Config{})
 	alive := env.dial()
 	alive.join("r", "alive")
 	dead := env.dialSilent() // never reads, so never answers a ping
@@ -235,5 +239,64 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(env.metrics.messages); n != 1 {
 		t.Fatalf("messages received = %v", n)
+	}
+}
+
+func TestRoomsAPI(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{}, shard.Config{})
+	for i, room := range []string{"quiet", "busy", "busy", "busy", "mid", "mid"} {
+		env.dial().join(room, fmt.Sprint("u", i))
+	}
+	left := env.dial()
+	left.join("gone", "x")
+	left.send(wire.ClientRequest{Type: wire.TypeLeave, Room: "gone"})
+	left.nextOf(wire.TypeLeft)
+
+	resp, err := http.Get(env.http.URL + "/api/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got roomsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("decode: %v (%s)", err, resp.Header.Get("Content-Type"))
+	}
+	want := []shard.RoomInfo{{Name: "busy", Members: 3}, {Name: "mid", Members: 2}, {Name: "quiet", Members: 1}}
+	if !slices.Equal(got.Rooms, want) {
+		t.Fatalf("rooms = %+v, want %+v", got.Rooms, want)
+	}
+}
+
+func TestStaticCaching(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{Static: fstest.MapFS{
+		"index.html": {Data: []byte("<!doctype html><title>x</title>")},
+		"app.js":     {Data: []byte("console.log(1)")},
+	}}, shard.Config{})
+	get := func(path, etag string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, env.http.URL+path, nil)
+		if etag != "" {
+			req.Header.Set("If-None-Match", etag)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, path := range []string{"/", "/app.js"} {
+		resp := get(path, "")
+		etag := resp.Header.Get("ETag")
+		if resp.StatusCode != http.StatusOK || etag == "" || resp.Header.Get("Cache-Control") != "no-cache" {
+			t.Fatalf("%s: %d, ETag %q, Cache-Control %q", path, resp.StatusCode, etag, resp.Header.Get("Cache-Control"))
+		}
+		if resp := get(path, etag); resp.StatusCode != http.StatusNotModified {
+			t.Fatalf("%s with its ETag: %d, want 304", path, resp.StatusCode)
+		}
+		if resp := get(path, `"stale"`); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s with a stale ETag: %d, want 200", path, resp.StatusCode)
+		}
 	}
 }

@@ -319,6 +319,12 @@ func (s *session) writeLoop(ctx context.Context) error {
 			batch = nil // after a burst, give the memory back
 		}
 		if code, reason := s.closing(); code != 0 {
+			// What was queued before the close was asked for (the error that led to a
+			// 1008, say) may have come after the take above: write it too.
+			batch, _ = s.out.take(batch)
+			if err := s.writeBatch(ctx, batch); err != nil {
+				return err
+			}
 			return s.close(code, reason)
 		}
 	}
