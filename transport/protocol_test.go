@@ -384,6 +384,14 @@ func TestRecovery(t *testing.T) {
 			sender.nextOf(wire.TypeMessage)
 		}
 	}
+	// gone waits until the server has taken the last "reader" connection out of the room:
+	// until then, a new connection may not take the name.
+	gone := func() {
+		waitFor(t, func() bool {
+			sender.send(wire.ClientRequest{Type: wire.TypeUsers, Room: "r"})
+			return !slices.Contains(sender.nextOf(wire.TypeUsers).Users, "reader")
+		})
+	}
 	reader := env.dial()
 	j := reader.join("r", "reader")
 	say(3)
@@ -392,6 +400,7 @@ func TestRecovery(t *testing.T) {
 		last = reader.nextOf(wire.TypeMessage)
 	}
 	_ = reader.conn.CloseNow()
+	gone()
 	say(4) // seq 4..7, missed
 
 	cases := []struct {
@@ -420,6 +429,7 @@ func TestRecovery(t *testing.T) {
 		}
 		_ = c.conn.Close(websocket.StatusNormalClosure, "")
 		c.closeErr()
+		gone()
 	}
 
 	say(10) // seq 8..17: the ring of 10 no longer holds 5..7

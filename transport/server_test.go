@@ -85,7 +85,7 @@ func TestMaxConns(t *testing.T) {
 
 func TestPingDropsDeadClients(t *testing.T) {
 	t.Parallel()
-	env := setupTest(t, Config{PingInterval: 100 * time.Millisecond, PingTimeout: time.Second}, shard.Config{})
+	env := setupTest(t, Config{PingInterval: 200 * time.Millisecond, PingTimeout: 2 * time.Second}, shard.Config{})
 	alive := env.dial()
 	alive.join("r", "alive")
 	dead := env.dialSilent() // never reads, so never answers a ping
