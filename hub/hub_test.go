@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -73,8 +74,9 @@ type sink struct {
 	objs int
 }
 
-func (s *sink) Send([]byte)           { s.mu.Lock(); s.objs++; s.mu.Unlock() }
-func (s *sink) SendBestEffort([]byte) { s.Send(nil) }
+func (s *sink) Send([]byte)                 { s.mu.Lock(); s.objs++; s.mu.Unlock() }
+func (s *sink) SendBestEffort([]byte)       { s.Send(nil) }
+func (s *sink) Kick(wire.CloseCode, string) {}
 
 func TestHubRoutesAndCloses(t *testing.T) {
 	t.Parallel()

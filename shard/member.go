@@ -1,5 +1,7 @@
 package shard
 
+import "github.com/shardchat/shardchat/transport/wire"
+
 // Member is one connection's seat in the rooms of a shard. The transport implements it; the
 // shard only ever hands it encoded objects.
 //
@@ -14,4 +16,7 @@ type Member interface {
 	// SendBestEffort queues obj unless the member's queue is more than half full, in
 	// which case obj is dropped. Only typing objects go this way.
 	SendBestEffort(obj []byte)
+	// Kick closes the member's connection with code, after what is queued. The member
+	// stays seated until its session leaves, as on any disconnect.
+	Kick(code wire.CloseCode, reason string)
 }

@@ -24,6 +24,12 @@ type room struct {
 	typing map[string]time.Time
 
 	emptySince time.Time // when the last member left; zero while it has members
+
+	// With a bridge between hosts, the room mirrors a room ordered elsewhere.
+	synced  bool      // epoch, seq and hist hold the room's state; always true without a bridge
+	syncing time.Time // when the pending Remote.Sync was asked for; zero when none is
+	pending []Event   // messages past seq+1, oldest first, waiting for the gap to fill
+	parked  []Request // joins waiting for the room's first state
 }
 
 type seat struct {
@@ -31,14 +37,18 @@ type seat struct {
 	user   string
 }
 
-func newRoom(name string, historySize int) *room {
-	return &room{
+func newRoom(name string, historySize int, local bool) *room {
+	r := &room{
 		name:   name,
-		epoch:  newEpoch(),
 		hist:   newHistory(historySize),
 		index:  make(map[Member]int),
 		byName: make(map[string]Member),
+		synced: local,
 	}
+	if local {
+		r.epoch = newEpoch()
+	}
+	return r
 }
 
 // newEpoch names one lifetime of a room's sequence numbers: a room that is created anew (after

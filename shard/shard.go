@@ -46,6 +46,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives the shard's metrics. Default: collectors on a private registry.
 	Metrics *Metrics
+	// Remote, when set, orders messages elsewhere: the bridge between hosts. The shard then
+	// takes messages, typing and presence as they come back through TryDeliver, and asks
+	// Remote for a room's state when it has none or sees a gap. Nil: the shard orders.
+	Remote Remote
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +84,7 @@ type Request struct {
 	Ref    string
 	User   string      // Join: the user name, already validated
 	Since  *wire.Since // Join: the recovery position, if any
+	Users  []string    // Join: the room's users on every host, when a bridge knows them
 	Text   string      // Publish: the text, already validated
 	On     bool        // Typing
 	Before uint64      // History: 0 for the newest
@@ -101,9 +106,15 @@ const (
 	opUsers
 	opHistory
 	opRooms
+	opDeliver
+	opSynced
+	opResync
 )
 
-var opNames = [...]string{opJoin: "join", opLeave: "leave", opPublish: "publish", opTyping: "typing", opUsers: "users", opHistory: "history", opRooms: "rooms"}
+var opNames = [...]string{
+	opJoin: "join", opLeave: "leave", opPublish: "publish", opTyping: "typing", opUsers: "users",
+	opHistory: "history", opRooms: "rooms", opDeliver: "deliver", opSynced: "synced", opResync: "resync",
+}
 
 func (o op) String() string { return opNames[o] }
 
@@ -111,6 +122,8 @@ type command struct {
 	op op
 	Request
 	rooms chan []RoomInfo // opRooms: the answer, capacity 1
+	event Event           // opDeliver
+	state *RoomState      // opSynced
 }
 
 // RoomInfo is a room with members and how many it has, for room directories.
@@ -151,16 +164,28 @@ func New(cfg Config) *Shard {
 // Run handles commands until ctx is done. It must be called once.
 func (s *Shard) Run(ctx context.Context) {
 	defer close(s.done)
-	sweep := time.NewTicker(min(s.cfg.IdleRoomTTL/2, time.Minute))
-	defer sweep.Stop()
+	sweepEvery := min(s.cfg.IdleRoomTTL/2, time.Minute)
+	tick := sweepEvery
+	if s.cfg.Remote != nil {
+		tick = time.Second // stalled syncs are retried at this pace
+	}
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	lastSweep := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case cmd := <-s.inbox:
 			s.handle(cmd)
-		case now := <-sweep.C:
-			s.sweep(now)
+		case now := <-ticker.C:
+			if s.cfg.Remote != nil {
+				s.retrySyncs(now)
+			}
+			if now.Sub(lastSweep) >= sweepEvery {
+				s.sweep(now)
+				lastSweep = now
+			}
 		}
 	}
 }
@@ -252,6 +277,9 @@ func (s *Shard) handle(cmd command) {
 	switch cmd.op {
 	case opJoin:
 		err = s.join(&cmd.Request)
+		if err == errParked {
+			return // answered when the room's state arrives
+		}
 	case opLeave:
 		err = s.leave(&cmd.Request)
 	case opPublish:
@@ -264,6 +292,14 @@ func (s *Shard) handle(cmd command) {
 		err = s.history(&cmd.Request)
 	case opRooms:
 		cmd.rooms <- s.busiest(cmd.Limit) // capacity 1, and only this send
+	case opDeliver:
+		s.deliver(cmd.Room, cmd.event)
+	case opSynced:
+		s.synced(cmd.Room, cmd.state)
+	case opResync:
+		if r := s.rooms[cmd.Room]; r != nil && r.synced {
+			s.requestSync(r, r.seq)
+		}
 	}
 	if err != nil {
 		reply(cmd.Reply, err)
@@ -303,10 +339,18 @@ func (s *Shard) seatOf(req *Request) (*room, string, *wire.Error) {
 func (s *Shard) join(req *Request) *wire.Error {
 	r := s.rooms[req.Room]
 	if r == nil {
-		r = newRoom(req.Room, s.cfg.History)
+		r = newRoom(req.Room, s.cfg.History, s.cfg.Remote == nil)
 		s.rooms[req.Room] = r
 		s.metrics.idleRooms.Inc()
 	}
+	if !r.synced {
+		return s.park(r, req)
+	}
+	return s.seat(r, req)
+}
+
+// seat gives req.Member a seat in r, a synced room, and sends it joined.
+func (s *Shard) seat(r *room, req *Request) *wire.Error {
 	if _, already := r.userOf(req.Member); !already {
 		if _, taken := r.byName[req.User]; taken {
 			return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
@@ -315,11 +359,16 @@ func (s *Shard) join(req *Request) *wire.Error {
 			s.metrics.idleRooms.Dec()
 			s.metrics.rooms.Inc()
 		}
-		r.broadcast(wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
+		if s.cfg.Remote == nil { // with a bridge, presence comes back through it
+			r.broadcast(wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
+		}
 		r.add(req.Member, req.User)
 	}
 
-	joined := wire.Joined{Ref: req.Ref, Room: r.name, User: req.User, Epoch: r.epoch, Seq: r.seq, Users: r.users()}
+	joined := wire.Joined{Ref: req.Ref, Room: r.name, User: req.User, Epoch: r.epoch, Seq: r.seq, Users: req.Users}
+	if joined.Users == nil {
+		joined.Users = r.users()
+	}
 	if since := req.Since; since != nil && since.Epoch == r.epoch && since.Seq <= r.seq && r.hist.retainedAfter(since.Seq) {
 		joined.History = r.hist.between(since.Seq, 0, r.hist.size)
 		joined.Recovered = true
@@ -339,13 +388,21 @@ func (s *Shard) leave(req *Request) *wire.Error {
 	if !ok {
 		return notJoined(req.Room)
 	}
-	s.stopTyping(r, user)
-	r.broadcast(wire.AppendPresence(nil, r.name, user, wire.PresenceLeave), "")
+	if s.cfg.Remote == nil { // with a bridge, presence comes back through it
+		s.stopTyping(r, user)
+		r.broadcast(wire.AppendPresence(nil, r.name, user, wire.PresenceLeave), "")
+	}
 	if !req.Quiet {
 		req.Member.Send(wire.AppendLeft(nil, req.Ref, r.name))
 	}
 	if len(r.members) == 0 {
 		s.metrics.rooms.Dec()
+		if s.cfg.Remote != nil && len(r.parked) == 0 {
+			// The room's state lives in the store; a copy here would go stale as soon as
+			// the bridge stops listening to the room.
+			delete(s.rooms, r.name)
+			return nil
+		}
 		s.metrics.idleRooms.Inc()
 	}
 	return nil
@@ -374,30 +431,37 @@ func (s *Shard) typing(req *Request) *wire.Error {
 	if err != nil {
 		return err
 	}
-	if !req.On {
-		s.stopTyping(r, user)
-		return nil
-	}
-	now := time.Now()
-	if last, ok := r.typing[user]; ok && now.Sub(last) < s.cfg.TypingRefresh {
-		return nil
-	}
-	if r.typing == nil {
-		r.typing = make(map[string]time.Time)
-	}
-	r.typing[user] = now
-	r.broadcastBestEffort(wire.AppendTyping(nil, r.name, user, true), user)
+	s.passTyping(r, user, req.On, nil)
 	return nil
 }
 
-// stopTyping tells the others that user stopped typing, if they were told it started.
-func (s *Shard) stopTyping(r *room, user string) {
-	if _, ok := r.typing[user]; !ok {
-		return
+// passTyping tells the others in r that user started or stopped typing. A repeated start is
+// passed on at most every TypingRefresh, and a stop only after a start. obj is the encoded
+// typing object, or nil to encode it here.
+func (s *Shard) passTyping(r *room, user string, on bool, obj []byte) {
+	if on {
+		now := time.Now()
+		if last, ok := r.typing[user]; ok && now.Sub(last) < s.cfg.TypingRefresh {
+			return
+		}
+		if r.typing == nil {
+			r.typing = make(map[string]time.Time)
+		}
+		r.typing[user] = now
+	} else {
+		if _, ok := r.typing[user]; !ok {
+			return
+		}
+		delete(r.typing, user)
 	}
-	delete(r.typing, user)
-	r.broadcastBestEffort(wire.AppendTyping(nil, r.name, user, false), user)
+	if obj == nil {
+		obj = wire.AppendTyping(nil, r.name, user, on)
+	}
+	r.broadcastBestEffort(obj, user)
 }
+
+// stopTyping tells the others that user stopped typing, if they were told it started.
+func (s *Shard) stopTyping(r *room, user string) { s.passTyping(r, user, false, nil) }
 
 func (s *Shard) users(req *Request) *wire.Error {
 	r, _, err := s.seatOf(req)

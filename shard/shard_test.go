@@ -26,6 +26,7 @@ type sink struct {
 	mu         sync.Mutex
 	objs       [][]byte
 	bestEffort int
+	kicked     wire.CloseCode
 }
 
 func (s *sink) Send(obj []byte) {
@@ -42,6 +43,12 @@ func (s *sink) SendBestEffort(obj []byte) {
 }
 
 // events decodes and forgets what the sink holds.
+func (s *sink) Kick(code wire.CloseCode, reason string) {
+	s.mu.Lock()
+	s.kicked = code
+	s.mu.Unlock()
+}
+
 func (s *sink) events(t *testing.T) []wire.Event {
 	t.Helper()
 	s.mu.Lock()
@@ -187,8 +194,9 @@ func TestPanicRecovered(t *testing.T) {
 
 type panicky struct{}
 
-func (panicky) Send([]byte)           { panic("boom") }
-func (panicky) SendBestEffort([]byte) { panic("boom") }
+func (panicky) Send([]byte)                 { panic("boom") }
+func (panicky) SendBestEffort([]byte)       { panic("boom") }
+func (panicky) Kick(wire.CloseCode, string) {}
 
 func TestStoppedShard(t *testing.T) {
 	t.Parallel()
@@ -321,7 +329,8 @@ func (q *queueMember) Send(obj []byte) {
 	q.mu.Unlock()
 }
 
-func (q *queueMember) SendBestEffort(obj []byte) { q.Send(obj) }
+func (q *queueMember) SendBestEffort(obj []byte)   { q.Send(obj) }
+func (q *queueMember) Kick(wire.CloseCode, string) {}
 
 // BenchmarkFanout publishes one message to a room of n members, through the shard's inbox,
 // and waits for the fan-out to finish: the cost of one message, per message.

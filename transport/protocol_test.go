@@ -591,8 +591,9 @@ func TestCloseCodes(t *testing.T) {
 // panicMember is a broken Member: the shard must survive it.
 type panicMember struct{}
 
-func (panicMember) Send([]byte)           { panic("broken member") }
-func (panicMember) SendBestEffort([]byte) { panic("broken member") }
+func (panicMember) Send([]byte)                 { panic("broken member") }
+func (panicMember) SendBestEffort([]byte)       { panic("broken member") }
+func (panicMember) Kick(wire.CloseCode, string) {}
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()

@@ -84,6 +84,9 @@ func (s *session) SendBestEffort(obj []byte) {
 	}
 }
 
+// Kick closes the connection with code after what is queued; see shard.Member.
+func (s *session) Kick(code wire.CloseCode, reason string) { s.closeWith(code, reason) }
+
 // closeWith asks the writer to close the connection with code once it has written what is
 // queued (at once, for a slow consumer).
 func (s *session) closeWith(code wire.CloseCode, reason string) {

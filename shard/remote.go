@@ -1,0 +1,304 @@
+package shard
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// Remote is what a shard needs from a bridge that orders messages in a store shared by many
+// hosts. Its methods are called from the shard goroutine and must not block.
+type Remote interface {
+	// Sync asks for the room's epoch, its newest seq, and the messages after seq after, at
+	// most History of them (the newest History when after is 0). The answer comes back
+	// through Shard.Synced; when it does not come, the shard asks again.
+	Sync(room string, after uint64)
+}
+
+// EventKind says what a bridge hands a shard.
+type EventKind uint8
+
+// The kinds of Event.
+const (
+	EventMessage  EventKind = iota + 1 // Epoch, Seq, User, Obj
+	EventTyping                        // User, On, Obj
+	EventPresence                      // User, On (true: join, false: leave), Obj
+)
+
+// Event is a room event that came through the bridge, encoded once by the host it came from.
+type Event struct {
+	Kind  EventKind
+	Epoch string
+	Seq   uint64
+	User  string
+	On    bool
+	Obj   []byte
+}
+
+// RoomState is the answer to Remote.Sync.
+type RoomState struct {
+	Epoch    string
+	Seq      uint64  // the newest seq in the store
+	Messages []Event // the messages asked for, oldest first
+	// Err says the store could not be read; joins waiting for the room are refused with
+	// unavailable, and the shard asks again later.
+	Err error
+}
+
+// errParked is join's answer for a join that waits for its room's state.
+var errParked = &wire.Error{Code: "parked"}
+
+// syncRetry is how long an unanswered Sync waits before it is asked again.
+const syncRetry = 3 * time.Second
+
+// maxPending bounds the messages a room holds while it waits for a gap to fill; past it,
+// newer messages are left to the next sync, which reads them from the store.
+const maxPending = 4096
+
+// TryDeliver hands the shard an event of room without blocking, and reports whether it was
+// taken. An event that was not taken leaves a gap that the caller must have the shard fill
+// (TryResync) once the shard has room again.
+func (s *Shard) TryDeliver(room string, ev Event) bool {
+	select {
+	case s.inbox <- command{op: opDeliver, Request: Request{Room: room}, event: ev}:
+		return true
+	default:
+		return false
+	}
+}
+
+// TryResync asks the shard, without blocking, to read what room may have missed from the
+// store: after a subscription came back, or after TryDeliver failed. It reports whether the
+// request was taken.
+func (s *Shard) TryResync(room string) bool {
+	select {
+	case s.inbox <- command{op: opResync, Request: Request{Room: room}}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Synced hands the shard the answer to its Remote.Sync for room.
+func (s *Shard) Synced(ctx context.Context, room string, st RoomState) error {
+	select {
+	case s.inbox <- command{op: opSynced, Request: Request{Room: room}, state: &st}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrStopped
+	}
+}
+
+// park holds a join until the room's state has arrived from the store.
+func (s *Shard) park(r *room, req *Request) *wire.Error {
+	for _, p := range r.parked {
+		if p.User == req.User && p.Member != req.Member {
+			return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
+		}
+	}
+	r.parked = append(r.parked, *req)
+	s.requestSync(r, 0)
+	return errParked
+}
+
+func (s *Shard) requestSync(r *room, after uint64) {
+	if !r.syncing.IsZero() {
+		return
+	}
+	r.syncing = time.Now()
+	s.cfg.Remote.Sync(r.name, after)
+}
+
+// retrySyncs asks again for the syncs that went unanswered.
+func (s *Shard) retrySyncs(now time.Time) {
+	for _, r := range s.rooms {
+		if !r.syncing.IsZero() && now.Sub(r.syncing) >= syncRetry {
+			r.syncing = time.Time{}
+			after := uint64(0)
+			if r.synced {
+				after = r.seq
+			}
+			s.requestSync(r, after)
+		}
+	}
+}
+
+func (s *Shard) deliver(name string, ev Event) {
+	r := s.rooms[name]
+	if r == nil || (len(r.members) == 0 && len(r.parked) == 0) {
+		return // nobody here listens to this room
+	}
+	switch ev.Kind {
+	case EventMessage:
+		s.deliverMessage(r, ev)
+	case EventTyping:
+		if r.synced {
+			s.passTyping(r, ev.User, ev.On, ev.Obj)
+		}
+	case EventPresence:
+		if !r.synced {
+			return // joins waiting for the room get the user list with their joined
+		}
+		if !ev.On {
+			s.stopTyping(r, ev.User)
+		}
+		r.broadcast(ev.Obj, ev.User)
+	}
+}
+
+func (s *Shard) deliverMessage(r *room, ev Event) {
+	if !r.synced {
+		r.addPending(ev)
+		return
+	}
+	if ev.Epoch != r.epoch {
+		s.reset(r, "the room's history was reset")
+		r.addPending(ev)
+		return
+	}
+	switch {
+	case ev.Seq <= r.seq:
+		return // delivered already, or part of the state the room started from
+	case ev.Seq == r.seq+1:
+		s.fanout(r, ev)
+		s.drainPending(r)
+	default:
+		r.addPending(ev)
+		s.requestSync(r, r.seq)
+	}
+}
+
+// fanout delivers the next message of r to its members.
+func (s *Shard) fanout(r *room, ev Event) {
+	start := time.Now()
+	s.stopTyping(r, ev.User)
+	r.seq = ev.Seq
+	r.hist.add(ev.Seq, ev.Obj)
+	n := r.broadcast(ev.Obj, "")
+	s.metrics.messages.Inc()
+	s.metrics.deliveries.Add(float64(n))
+	s.metrics.fanout.Observe(time.Since(start).Seconds())
+}
+
+// drainPending delivers the pending messages that now follow on, and asks for a sync when a
+// gap remains.
+func (s *Shard) drainPending(r *room) {
+	i := 0
+	for ; i < len(r.pending); i++ {
+		ev := r.pending[i]
+		if ev.Seq <= r.seq {
+			continue
+		}
+		if ev.Seq != r.seq+1 {
+			break
+		}
+		s.fanout(r, ev)
+	}
+	r.pending = slices.Delete(r.pending, 0, i)
+	if len(r.pending) > 0 {
+		s.requestSync(r, r.seq)
+	}
+}
+
+func (r *room) addPending(ev Event) {
+	i, found := slices.BinarySearchFunc(r.pending, ev.Seq, func(e Event, seq uint64) int {
+		switch {
+		case e.Seq < seq:
+			return -1
+		case e.Seq > seq:
+			return 1
+		}
+		return 0
+	})
+	if found || (len(r.pending) >= maxPending && i == len(r.pending)) {
+		return
+	}
+	r.pending = slices.Insert(r.pending, i, ev)
+	if len(r.pending) > maxPending {
+		r.pending = r.pending[:maxPending]
+	}
+}
+
+// reset forgets r's state and closes its members' connections: what they have seen can no
+// longer be continued (the store lost the room, or the messages they missed). They reconnect
+// and join again with since, and learn that recovery was not possible.
+func (s *Shard) reset(r *room, reason string) {
+	s.log.Warn("room state reset; closing its members", "reason", reason, "members", len(r.members))
+	for _, seat := range r.members {
+		seat.member.Kick(wire.CloseInternal, reason)
+	}
+	r.synced = false
+	r.epoch, r.seq = "", 0
+	r.hist = newHistory(r.hist.size)
+	r.typing = nil
+	r.syncing = time.Time{}
+	s.requestSync(r, 0)
+}
+
+func (s *Shard) synced(name string, st *RoomState) {
+	r := s.rooms[name]
+	if r == nil {
+		return
+	}
+	r.syncing = time.Time{}
+	if st.Err != nil {
+		for _, req := range r.parked {
+			reply(req.Reply, wire.Errorf(wire.CodeUnavailable, "cannot reach the cluster store; try again"))
+		}
+		r.parked = nil
+		if len(r.members) == 0 {
+			delete(s.rooms, name)
+			s.metrics.idleRooms.Dec()
+		}
+		return
+	}
+	switch {
+	case !r.synced:
+		s.baseline(r, st)
+	case st.Epoch != r.epoch:
+		s.reset(r, "the room's history was reset")
+		return // the reset asked for a fresh state
+	default:
+		for _, ev := range st.Messages {
+			if ev.Seq <= r.seq {
+				continue
+			}
+			if ev.Seq != r.seq+1 {
+				s.reset(r, "messages were missed and are no longer kept")
+				return
+			}
+			s.fanout(r, ev)
+		}
+	}
+	s.drainPending(r)
+
+	parked := r.parked
+	r.parked = nil
+	for i := range parked {
+		req := &parked[i]
+		err := s.seat(r, req)
+		if err != nil {
+			reply(req.Reply, err)
+			continue
+		}
+		reply(req.Reply, nil)
+	}
+	if len(r.members) == 0 {
+		delete(s.rooms, name)
+		s.metrics.idleRooms.Dec()
+	}
+}
+
+// baseline starts r from the store's state.
+func (s *Shard) baseline(r *room, st *RoomState) {
+	r.epoch, r.seq = st.Epoch, st.Seq
+	r.hist = newHistory(r.hist.size)
+	for _, ev := range st.Messages {
+		r.hist.add(ev.Seq, ev.Obj)
+	}
+	r.synced = true
+}
