@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/shardchat/shardchat/bench"
 	"github.com/shardchat/shardchat/hub"
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/static"
@@ -39,6 +41,7 @@ var (
 
 type cli struct {
 	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve chat over HTTP and WebSocket (the default command)."`
+	Bench   benchCmd   `cmd:"" help:"Load a server with simulated users and report what it carried and what it cost (without --url: a server of its own)."`
 	Version versionCmd `cmd:"" help:"Print the version, commit and Go version."`
 }
 
@@ -157,6 +160,81 @@ func newLogger(level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+type benchCmd struct {
+	URL            []string       `name:"url" placeholder:"ws://HOST:PORT/ws" help:"Server to load; repeat it to spread the clients round robin over several. Without it, a server is started in this process on a free loopback port."`
+	Scenario       string         `short:"s" default:"seed" enum:"seed,burst,fanout,connections,soak" help:"Named workload: seed (500 users, 10 rooms, 10 messages each at 1/s), burst (the same as fast as the server takes them), fanout (1000 users in 1 room, 5 messages each, as fast as allowed), connections (5000 idle users ramped at 1000/s, then 1 message each), soak (500 users chatting at 1/s for --duration, default 1m). The flags below change it."`
+	Users          *int           `help:"Users, one connection each (default: the scenario's)."`
+	Rooms          *int           `help:"Rooms the users are spread over evenly (default: the scenario's)."`
+	Messages       *int           `help:"Messages each user sends (default: the scenario's)."`
+	Rate           *float64       `help:"Messages a second per user; 0 sends as fast as the server takes them (its advertised burst, then its rate) (default: the scenario's)."`
+	Ramp           *float64       `help:"Connections opened a second; 0 opens them all at once (default: the scenario's)."`
+	Duration       *time.Duration `help:"Send for this long instead of --messages (default: the scenario's)."`
+	TextSize       *int           `help:"Bytes of text per message (default 64)."`
+	Procs          *int           `help:"Child processes that share the users, each with its own open-files limit (default: 1 with the embedded server, so the server's figures are its own; 0, in this process, with --url)."`
+	SourceIPs      []string       `name:"source-ips" placeholder:"127.0.0.2,127.0.0.3" help:"Local addresses for client sockets, round robin, to go past the ephemeral ports of one address."`
+	ConnectTimeout time.Duration  `default:"10s" help:"Bound on one client's connect, welcome and join."`
+	StallTimeout   time.Duration  `default:"10s" help:"How long sending or delivery may go without progress before the run stops waiting and reports what is missing."`
+	JSON           bool           `name:"json" help:"Print the report as one JSON object instead of a table."`
+	LogLevel       string         `default:"warn" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
+	LogFormat      string         `default:"text" enum:"text,json" help:"Log format: text or json."`
+	Child          bool           `hidden:"" help:"Run as a --procs child, driven over standard input and output."`
+}
+
+func (c *benchCmd) Run() error {
+	log := newLogger(c.LogLevel, c.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }() // after the first Ctrl-C, a second one kills at once
+	if c.Child {
+		return bench.RunChild(ctx, os.Stdin, os.Stdout, log)
+	}
+	workload, err := bench.Scenario(c.Scenario)
+	if err != nil {
+		return err
+	}
+	workload = workload.With(bench.Overrides{Users: c.Users, Rooms: c.Rooms, Messages: c.Messages, TextSize: c.TextSize,
+		Rate: c.Rate, Ramp: c.Ramp, Duration: c.Duration})
+	procs := 0
+	if c.Procs != nil {
+		procs = *c.Procs
+	} else if len(c.URL) == 0 {
+		procs = 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this executable: %w", err)
+	}
+	report, err := bench.Run(ctx, bench.Config{
+		URLs:           c.URL,
+		Scenario:       c.Scenario,
+		Workload:       workload,
+		Procs:          procs,
+		SourceIPs:      c.SourceIPs,
+		ConnectTimeout: c.ConnectTimeout,
+		StallTimeout:   c.StallTimeout,
+		ChildCommand:   []string{exe, "bench", "--child", "--log-level", c.LogLevel, "--log-format", c.LogFormat},
+		Progress:       os.Stderr,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(report)
+	} else {
+		err = report.WriteTable(os.Stdout)
+	}
+	if err != nil {
+		return fmt.Errorf("write the report: %w", err)
+	}
+	if report.Interrupted {
+		return errors.New("interrupted: the figures above are what was measured until then")
+	}
+	return nil
 }
 
 type versionCmd struct{}
