@@ -22,6 +22,7 @@ type Config struct {
 	// Shard is the configuration of every shard; its ID, Logger and Metrics are set by the hub.
 	Shard shard.Config
 	// NewBridge builds the bridge between hosts. Default NewMemoryBridge: one host.
+	// A bridge that implements shard.Remote orders messages for the shards.
 	NewBridge NewBridgeFunc
 	// Logger receives the hub's and the shards' logs. Default slog.Default().
 	Logger *slog.Logger
@@ -58,17 +59,18 @@ func New(cfg Config) (*Hub, error) {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	h := &Hub{router: NewRouter(cfg.Shards), log: cfg.Logger}
-	metrics := shard.NewMetrics(cfg.Registerer)
-	for i := range cfg.Shards {
-		sc := cfg.Shard
-		sc.ID, sc.Logger, sc.Metrics = i, cfg.Logger, metrics
-		h.shards = append(h.shards, shard.New(sc))
-	}
-	bridge, err := cfg.NewBridge(localShards{h})
+	bridge, err := cfg.NewBridge(h)
 	if err != nil {
 		return nil, fmt.Errorf("start bridge: %w", err)
 	}
 	h.bridge = bridge
+	remote, _ := bridge.(shard.Remote)
+	metrics := shard.NewMetrics(cfg.Registerer)
+	for i := range cfg.Shards {
+		sc := cfg.Shard
+		sc.ID, sc.Logger, sc.Metrics, sc.Remote = i, cfg.Logger, metrics, remote
+		h.shards = append(h.shards, shard.New(sc))
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -94,40 +96,43 @@ func (h *Hub) Close() error {
 // Shards is the number of shards.
 func (h *Hub) Shards() int { return len(h.shards) }
 
-func (h *Hub) shardOf(room string) *shard.Shard { return h.shards[h.router.Shard(room)] }
+// Shard returns the shard that owns room; it makes the hub the Local of its bridge.
+func (h *Hub) Shard(room string) *shard.Shard { return h.shards[h.router.Shard(room)] }
 
-// Join adds a member to a room; see shard.Shard.Join.
-func (h *Hub) Join(ctx context.Context, req shard.Request) error {
-	return h.shardOf(req.Room).Join(ctx, req)
-}
+// Join adds a member to a room on every host; see Bridge.Join.
+func (h *Hub) Join(ctx context.Context, req shard.Request) error { return h.bridge.Join(ctx, req) }
 
-// Leave takes a member out of a room; see shard.Shard.Leave.
-func (h *Hub) Leave(ctx context.Context, req shard.Request) error {
-	return h.shardOf(req.Room).Leave(ctx, req)
-}
+// Leave takes a member out of a room; see Bridge.Leave.
+func (h *Hub) Leave(ctx context.Context, req shard.Request) error { return h.bridge.Leave(ctx, req) }
 
 // Publish sends a message to a room through the bridge, which orders it.
 func (h *Hub) Publish(ctx context.Context, req shard.Request) error {
 	return h.bridge.Publish(ctx, req)
 }
 
-// Typing passes a typing state on to a room; see shard.Shard.Typing.
+// Typing passes a typing state on to a room; see Bridge.Typing.
 func (h *Hub) Typing(ctx context.Context, req shard.Request) error {
-	return h.shardOf(req.Room).Typing(ctx, req)
+	return h.bridge.Typing(ctx, req)
 }
 
-// Users sends a member the user list of a room; see shard.Shard.Users.
-func (h *Hub) Users(ctx context.Context, req shard.Request) error {
-	return h.shardOf(req.Room).Users(ctx, req)
-}
+// Users sends a member the user list of a room; see Bridge.Users.
+func (h *Hub) Users(ctx context.Context, req shard.Request) error { return h.bridge.Users(ctx, req) }
 
-// History sends a member older messages of a room; see shard.Shard.History.
+// History sends a member older messages of a room from this host's copy of the room.
 func (h *Hub) History(ctx context.Context, req shard.Request) error {
-	return h.shardOf(req.Room).History(ctx, req)
+	return h.Shard(req.Room).History(ctx, req)
 }
 
-// Rooms returns up to limit rooms with members on this host, the busiest first.
+// Rooms returns up to limit rooms with members, the busiest first, on every host.
 func (h *Hub) Rooms(ctx context.Context, limit int) ([]shard.RoomInfo, error) {
+	return h.bridge.Rooms(ctx, limit)
+}
+
+// Ready returns nil while the hub can serve, and why not otherwise (the bridge is down).
+func (h *Hub) Ready() error { return h.bridge.Ready() }
+
+// LocalRooms returns up to limit rooms with members on this host, the busiest first.
+func (h *Hub) LocalRooms(ctx context.Context, limit int) ([]shard.RoomInfo, error) {
 	var all []shard.RoomInfo
 	for _, s := range h.shards {
 		rooms, err := s.Rooms(ctx, limit)
@@ -141,11 +146,4 @@ func (h *Hub) Rooms(ctx context.Context, limit int) ([]shard.RoomInfo, error) {
 		all = all[:limit]
 	}
 	return all, nil
-}
-
-// localShards is the hub as a bridge sees it.
-type localShards struct{ h *Hub }
-
-func (l localShards) Order(ctx context.Context, req shard.Request) error {
-	return l.h.shardOf(req.Room).Publish(ctx, req)
 }

@@ -129,9 +129,12 @@ func (s *session) run(ctx context.Context) {
 func (s *session) leaveAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
 	defer cancel()
+	// A fresh channel: s.reply may hold the late answer to a request the reader gave up on.
+	reply := make(chan error, 1)
 	for room := range s.rooms {
-		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, Quiet: true})
-		if err != nil {
+		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, Quiet: true, Reply: reply})
+		var werr *wire.Error
+		if err != nil && !errors.As(err, &werr) { // not_joined: a join cut short, nothing to undo
 			s.log().Warn("leave on disconnect failed", "err", err)
 		}
 	}
