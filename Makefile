@@ -50,5 +50,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test ./transport/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
+# The scenarios that make bench runs against a separate server; BENCHMARKS.md gets their tables.
+BENCH_SCENARIOS ?= seed burst fanout
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO='$(GO)' SCENARIOS='$(BENCH_SCENARIOS)' OUT=BENCHMARKS.md sh bench/run.sh

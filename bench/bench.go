@@ -60,8 +60,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	hc := httpClients(nil, nil)[0]
 	for _, u := range uniq(targets) {
-		if _, err := probe(ctx, u, hc, cfg.ConnectTimeout); err != nil {
+		limits, err := probe(ctx, u, hc, cfg.ConnectTimeout)
+		if err != nil {
 			return nil, err
+		}
+		if wl.Rate > limits.Rate {
+			log.Warn("the rate asked for is past the server's limit; the clients keep to the server's",
+				"target", u, "rate", wl.Rate, "server_rate", limits.Rate, "server_burst", limits.Burst)
 		}
 	}
 
@@ -131,6 +136,7 @@ func (r *run) startWorkers() error {
 // metrics between them, and returns the merged tally. An interrupted run skips to finish.
 func (r *run) phases(ctx context.Context) (tally, error) {
 	wl := r.cfg.Workload
+	start := time.Now()
 	r.prog = startProgress(r.cfg.Progress, r.workers)
 	defer r.prog.close()
 
@@ -156,6 +162,7 @@ func (r *run) phases(ctx context.Context) (tally, error) {
 		_, _ = r.finish(ctx) // close what did connect
 		return tally{}, err
 	}
+	r.log.Info("connected", "made", connected.Connected, "failed", connected.Failed, "took", time.Since(start).Round(time.Millisecond))
 	r.sample(ctx, func(s *samples, v serverSample) { s.connected = v })
 
 	if ctx.Err() == nil {
@@ -172,8 +179,10 @@ func (r *run) phases(ctx context.Context) (tally, error) {
 			}
 			return err
 		})
+		r.log.Info("sent", "took", time.Since(start).Round(time.Millisecond))
 		if err == nil && ctx.Err() == nil {
 			err = r.each(ctx, func(w phases) error { return w.drain(ctx, final) })
+			r.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 		}
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("a worker failed; finishing with what it measured", "err", err)
@@ -183,6 +192,7 @@ func (r *run) phases(ctx context.Context) (tally, error) {
 	r.prog.phase("closing", 1, func(progressCounts) int64 { return 0 })
 	t, err := r.finish(ctx)
 	r.sample(context.WithoutCancel(ctx), func(s *samples, v serverSample) { s.after = v })
+	r.log.Info("finished", "took", time.Since(start).Round(time.Millisecond), "interrupted", ctx.Err() != nil)
 	return t, err
 }
 

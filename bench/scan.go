@@ -196,9 +196,23 @@ func (s *scanner) str() ([]byte, bool, error) {
 	}
 	start := s.i
 	simple := true
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
+	for {
+		// The tight loop over plain bytes is most of the bench's decoding time: one table
+		// lookup per byte, and an OR that remembers whether any was past ASCII.
+		var high byte
+		b, i := s.b, s.i
+		for i < len(b) && !stringSpecial[b[i]] {
+			high |= b[i]
+			i++
+		}
+		s.i = i
+		if high >= 0x80 {
+			simple = false
+		}
+		if s.i >= len(s.b) {
+			return nil, false, s.fail("unterminated string")
+		}
+		switch c := s.b[s.i]; {
 		case c == '"':
 			s.i++
 			if simple {
@@ -210,17 +224,21 @@ func (s *scanner) str() ([]byte, bool, error) {
 			if err := s.escape(); err != nil {
 				return nil, false, err
 			}
-		case c < 0x20:
-			return nil, false, s.fail("control character in a string")
 		default:
-			if c >= 0x80 {
-				simple = false
-			}
-			s.i++
+			return nil, false, s.fail("control character in a string")
 		}
 	}
-	return nil, false, s.fail("unterminated string")
 }
+
+// stringSpecial marks the bytes that end a run of plain string bytes: the quote, the
+// backslash, and the control characters JSON forbids in strings.
+var stringSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // escape checks one escape sequence at s.i (the backslash) and steps over it.
 func (s *scanner) escape() error {

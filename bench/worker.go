@@ -413,16 +413,25 @@ func (w *worker) deliveredTotal() int64 {
 	return n
 }
 
+// closeBudget is how long finish spends on close handshakes; connections still open past it
+// are cut, so that a server that stopped answering cannot hold the report back.
+const closeBudget = 10 * time.Second
+
 // finish closes every connection (a normal close, a bounded number at a time), waits for the
 // readers, and tallies what the clients saw.
 func (w *worker) finish(context.Context) (tally, error) {
+	start := time.Now()
 	jobs := make(chan *client)
 	var closers sync.WaitGroup
-	for range min(64, max(1, len(w.clients))) {
+	for range min(256, max(1, len(w.clients))) {
 		closers.Go(func() {
 			for c := range jobs {
 				c.closing.Store(true)
-				_ = c.conn.Close(websocket.StatusNormalClosure, "bench done") // the peer may be gone already
+				if time.Since(start) < closeBudget {
+					_ = c.conn.Close(websocket.StatusNormalClosure, "bench done") // the peer may be gone already
+				} else {
+					_ = c.conn.CloseNow()
+				}
 			}
 		})
 	}
