@@ -53,4 +53,4 @@ fuzz:
 # The scenarios that make bench runs against a separate server; BENCHMARKS.md gets their tables.
 BENCH_SCENARIOS ?= seed burst fanout
 bench:
-	GO='$(GO)' SCENARIOS='$(BENCH_SCENARIOS)' OUT=BENCHMARKS.md sh bench/run.sh
+	GO='$(GO)' SCENARIOS='$(BENCH_SCENARIOS)' COMMIT='$(COMMIT)' OUT=BENCHMARKS.md sh bench/run.sh

@@ -3,7 +3,7 @@
 # `shardchat serve` on a free loopback port, and BENCHMARKS.md with their tables, the date,
 # the machine and the commit.
 #
-#   GO=go  SCENARIOS="seed burst fanout"  OUT=BENCHMARKS.md  sh bench/run.sh
+#   GO=go  SCENARIOS="seed burst fanout"  OUT=BENCHMARKS.md  COMMIT=<sha>  sh bench/run.sh
 set -eu
 GO=${GO:-go}
 SCENARIOS=${SCENARIOS:-seed burst fanout}
@@ -49,8 +49,8 @@ for s in $SCENARIOS; do
 	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" | tee "$work/$s.md"
 done
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+commit=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+if git rev-parse --git-dir >/dev/null 2>&1 && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
 	commit="$commit (with uncommitted changes)"
 fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
