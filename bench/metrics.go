@@ -17,6 +17,7 @@ import (
 // the embedded server.
 type serverSample struct {
 	RSS           float64            `json:"rss_bytes"`
+	GoMemory      float64            `json:"go_memory_bytes"` // heap spans in use and goroutine stacks
 	CPU           float64            `json:"cpu_seconds"`
 	Goroutines    float64            `json:"goroutines"`
 	Connections   float64            `json:"connections"`
@@ -66,6 +67,7 @@ func scrape(ctx context.Context, hc *http.Client, addr string) (serverSample, er
 	}
 	s := serverSample{
 		RSS:           sum(families["process_resident_memory_bytes"]),
+		GoMemory:      sum(families["go_memstats_heap_inuse_bytes"]) + sum(families["go_memstats_stack_inuse_bytes"]),
 		CPU:           sum(families["process_cpu_seconds_total"]),
 		Goroutines:    sum(families["go_goroutines"]),
 		Connections:   sum(families["shardchat_connections"]),

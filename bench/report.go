@@ -96,24 +96,29 @@ type LatencyFigures struct {
 // have joined, once the messages are delivered, and after the clients left. Memory and
 // goroutines are summed over the targets; per worker is per server process.
 type ServerFigures struct {
-	Processes            int                `json:"processes"`
-	Unreadable           []string           `json:"unreadable,omitempty"`
-	RSSBefore            float64            `json:"rss_before"`
-	RSSConnected         float64            `json:"rss_connected"`
-	RSSLoaded            float64            `json:"rss_loaded"`
-	RSSAfter             float64            `json:"rss_after"`
-	MemoryPerWorker      float64            `json:"memory_per_worker"`
-	MemoryPerConnection  float64            `json:"memory_per_connection"`
-	CPUSeconds           float64            `json:"cpu_seconds"`
-	CPUPercent           float64            `json:"cpu_percent"` // of one core, over the run
-	GoroutinesBefore     float64            `json:"goroutines_before"`
-	GoroutinesConnected  float64            `json:"goroutines_connected"`
-	GoroutinesAfter      float64            `json:"goroutines_after"`
-	Messages             float64            `json:"messages"`
-	Deliveries           float64            `json:"deliveries"`
-	SlowConsumers        float64            `json:"slow_consumers"`
-	Closes               map[string]float64 `json:"closes,omitempty"`
-	ConnectionsConnected float64            `json:"connections_connected"`
+	Processes       int      `json:"processes"`
+	Unreadable      []string `json:"unreadable,omitempty"`
+	RSSBefore       float64  `json:"rss_before"`
+	RSSConnected    float64  `json:"rss_connected"`
+	RSSLoaded       float64  `json:"rss_loaded"`
+	RSSAfter        float64  `json:"rss_after"`
+	MemoryPerWorker float64  `json:"memory_per_worker"`
+	// MemoryPerConnection is the growth of RSS from before the clients connected until they
+	// had joined, per connection; 0 when RSS did not grow (a server that was not fresh may
+	// give memory back to the system meanwhile). GoMemoryPerConnection is the same for the Go
+	// heap in use and the goroutine stacks, which the system's reclaiming does not blur.
+	MemoryPerConnection   float64            `json:"memory_per_connection"`
+	GoMemoryPerConnection float64            `json:"go_memory_per_connection"`
+	CPUSeconds            float64            `json:"cpu_seconds"`
+	CPUPercent            float64            `json:"cpu_percent"` // of one core, over the run
+	GoroutinesBefore      float64            `json:"goroutines_before"`
+	GoroutinesConnected   float64            `json:"goroutines_connected"`
+	GoroutinesAfter       float64            `json:"goroutines_after"`
+	Messages              float64            `json:"messages"`
+	Deliveries            float64            `json:"deliveries"`
+	SlowConsumers         float64            `json:"slow_consumers"`
+	Closes                map[string]float64 `json:"closes,omitempty"`
+	ConnectionsConnected  float64            `json:"connections_connected"`
 }
 
 // BenchFigures are the bench's own cost: CPU of every process that ran clients.
@@ -174,6 +179,7 @@ func newReport(cfg Config, targets []string, embedded bool, t tally, servers []s
 
 func serverFigures(servers []samples, connections int64, elapsed time.Duration) *ServerFigures {
 	f := &ServerFigures{Closes: map[string]float64{}}
+	var goBefore, goConnected float64
 	for _, s := range servers {
 		if !s.ok {
 			f.Unreadable = append(f.Unreadable, s.url)
@@ -181,6 +187,8 @@ func serverFigures(servers []samples, connections int64, elapsed time.Duration) 
 		}
 		f.Processes++
 		f.RSSBefore += s.before.RSS
+		goBefore += s.before.GoMemory
+		goConnected += s.connected.GoMemory
 		f.RSSConnected += s.connected.RSS
 		f.RSSLoaded += s.loaded.RSS
 		f.RSSAfter += s.after.RSS
@@ -206,7 +214,8 @@ func serverFigures(servers []samples, connections int64, elapsed time.Duration) 
 	}
 	f.MemoryPerWorker = max(f.RSSConnected, f.RSSLoaded) / float64(f.Processes)
 	if connections > 0 {
-		f.MemoryPerConnection = (f.RSSConnected - f.RSSBefore) / float64(connections)
+		f.MemoryPerConnection = max(0, f.RSSConnected-f.RSSBefore) / float64(connections)
+		f.GoMemoryPerConnection = max(0, goConnected-goBefore) / float64(connections)
 	}
 	f.CPUPercent = percent(f.CPUSeconds, elapsed)
 	return f
@@ -261,7 +270,11 @@ func (r *Report) WriteTable(out io.Writer) error {
 	add("end-to-end latency p99.9 / max", "%s / %s", fmtMs(l.P999), fmtMs(l.Max))
 	if s := r.Server; s != nil && s.Processes > 0 {
 		add("server RSS before / connected / loaded / after", "%s / %s / %s / %s", fmtBytes(s.RSSBefore), fmtBytes(s.RSSConnected), fmtBytes(s.RSSLoaded), fmtBytes(s.RSSAfter))
-		add("memory per connection", "%s%s", fmtBytes(s.MemoryPerConnection), r.sharedNote())
+		rss := fmtBytes(s.MemoryPerConnection) + " of RSS"
+		if s.MemoryPerConnection == 0 {
+			rss = "n/a of RSS (it did not grow: the server gave memory back meanwhile)"
+		}
+		add("memory per connection", "%s, %s of Go heap and stacks%s", rss, fmtBytes(s.GoMemoryPerConnection), r.sharedNote())
 		add("server goroutines before / connected / after", "%.0f / %.0f / %.0f", s.GoroutinesBefore, s.GoroutinesConnected, s.GoroutinesAfter)
 		add("server counted", "%.0f messages, %.0f deliveries, %.0f slow consumers", s.Messages, s.Deliveries, s.SlowConsumers)
 	}
