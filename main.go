@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,12 +59,28 @@ type serveCmd struct {
 	Burst           int           `default:"20" env:"SHARDCHAT_BURST" help:"Chat messages a connection may send at once before --rate applies."`
 	Queue           int           `default:"4096" env:"SHARDCHAT_QUEUE" help:"Objects queued for a connection before it is closed as a slow consumer (4008)."`
 	ShutdownTimeout time.Duration `default:"10s" env:"SHARDCHAT_SHUTDOWN_TIMEOUT" help:"How long SIGTERM waits for sessions to drain before cutting them."`
+	RedisURL        string        `env:"REDIS_URL" help:"Share rooms with other hosts through Redis: redis://[user:password@]host:6379[/db], rediss:// for TLS, several seed addresses (redis://h1:7000,h2:7001) for Redis Cluster. Empty: this host alone."`
+	HistoryTTL      time.Duration `default:"24h" env:"SHARDCHAT_HISTORY_TTL" help:"With --redis-url: how long a room's history outlives its last message and last member."`
+	HostTimeout     time.Duration `default:"4s" env:"SHARDCHAT_HOST_TIMEOUT" help:"With --redis-url: how long a host that stopped heartbeating counts as alive; its users leave every room within this plus a second."`
+	RedisPrefix     string        `default:"shardchat:" env:"SHARDCHAT_REDIS_PREFIX" help:"With --redis-url: the prefix of every Redis key and channel, to share one Redis between deployments."`
+	Node            string        `env:"SHARDCHAT_NODE" help:"This host's name in welcome and among the hosts sharing Redis (default: the host name and a random suffix, new at every start)."`
 	LogLevel        string        `default:"info" enum:"debug,info,warn,error" env:"SHARDCHAT_LOG_LEVEL" help:"Log level: debug, info, warn or error."`
 	LogFormat       string        `default:"text" enum:"text,json" env:"SHARDCHAT_LOG_FORMAT" help:"Log format: text or json."`
 }
 
 // Validate refuses flag values that cannot work, saying what to fix.
 func (c *serveCmd) Validate() error {
+	if c.RedisURL != "" {
+		if !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
+			return fmt.Errorf("--redis-url (REDIS_URL): want redis://host:6379 or rediss://host:6380, got a URL that starts otherwise")
+		}
+		if c.HistoryTTL < time.Minute {
+			return fmt.Errorf("--history-ttl %s: must be at least 1m", c.HistoryTTL)
+		}
+		if c.HostTimeout < time.Second || c.HostTimeout > 10*time.Minute {
+			return fmt.Errorf("--host-timeout %s: must be from 1s to 10m", c.HostTimeout)
+		}
+	}
 	host, port, err := net.SplitHostPort(c.Addr)
 	if err != nil {
 		return fmt.Errorf("--addr %q: want host:port, such as :3000 or 127.0.0.1:3000", c.Addr)
@@ -110,18 +128,36 @@ func (c *serveCmd) Run() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	h, err := hub.New(hub.Config{
+	node := c.Node
+	if node == "" {
+		node = defaultNode()
+	}
+	hubCfg := hub.Config{
 		Shards:     c.Shards,
 		Shard:      shard.Config{History: c.History},
 		Logger:     log,
 		Registerer: reg,
-	})
+	}
+	if c.RedisURL != "" {
+		hubCfg.NewBridge = hub.NewRedisBridge(hub.RedisConfig{
+			URL:        c.RedisURL,
+			Node:       node,
+			History:    c.History,
+			HistoryTTL: c.HistoryTTL,
+			NodeTTL:    c.HostTimeout,
+			KeyPrefix:  c.RedisPrefix,
+			Logger:     log,
+			Registerer: reg,
+		})
+	}
+	h, err := hub.New(hubCfg)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
 	srv, err := transport.New(transport.Config{
 		Hub:            h,
+		Node:           node,
 		Logger:         log,
 		Metrics:        transport.NewMetrics(reg),
 		Gatherer:       reg,
@@ -150,6 +186,18 @@ func (c *serveCmd) Run() error {
 	}
 	log.Info("shardchat stopped")
 	return nil
+}
+
+// defaultNode names this host: its host name and a suffix new at every start, so that hosts
+// sharing Redis can tell a restarted host from the one that was there before.
+func defaultNode() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "shardchat"
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
 }
 
 func newLogger(level, format string) *slog.Logger {

@@ -132,7 +132,7 @@ func (s *session) leaveAll() {
 	// A fresh channel: s.reply may hold the late answer to a request the reader gave up on.
 	reply := make(chan error, 1)
 	for room := range s.rooms {
-		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, Quiet: true, Reply: reply})
+		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, User: s.user, Quiet: true, Reply: reply})
 		var werr *wire.Error
 		if err != nil && !errors.As(err, &werr) { // not_joined: a join cut short, nothing to undo
 			s.log().Warn("leave on disconnect failed", "err", err)
@@ -205,7 +205,7 @@ func (s *session) handle(ctx context.Context, frame []byte) error {
 		s.refuse(req.Ref, wire.Errorf(wire.CodeNotJoined, "join room %s first", req.Room))
 		return nil
 	}
-	hubReq := shard.Request{Member: s, Room: req.Room, Ref: req.Ref, Reply: s.reply}
+	hubReq := shard.Request{Member: s, Room: req.Room, Ref: req.Ref, User: s.user, Reply: s.reply}
 	hub := s.srv.cfg.Hub
 	var err error
 	switch req.Type {

@@ -22,10 +22,22 @@ type Message struct {
 
 // AppendMessage appends the message object of m.
 func AppendMessage(dst []byte, m *Message) []byte {
-	dst = append(dst, `{"type":"message","room":`...)
-	dst = appendString(dst, m.Room)
-	dst = append(dst, `,"seq":`...)
+	dst = AppendMessageHead(dst, m.Room)
 	dst = strconv.AppendUint(dst, m.Seq, 10)
+	return AppendMessageTail(dst, m)
+}
+
+// AppendMessageHead appends the part of a message object before its seq. With
+// AppendMessageTail it lets a store that assigns the seq (the Redis bridge's Lua script)
+// finish an object encoded by the sender: head + seq + tail is AppendMessage's output.
+func AppendMessageHead(dst []byte, room string) []byte {
+	dst = append(dst, `{"type":"message","room":`...)
+	dst = appendString(dst, room)
+	return append(dst, `,"seq":`...)
+}
+
+// AppendMessageTail appends the part of m's message object after its seq; m.Seq is not read.
+func AppendMessageTail(dst []byte, m *Message) []byte {
 	dst = append(dst, `,"user":`...)
 	dst = appendString(dst, m.User)
 	dst = append(dst, `,"text":`...)

@@ -1,0 +1,589 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// RedisConfig configures the Redis bridge. The zero value of each field means its default,
+// except URL.
+type RedisConfig struct {
+	// URL is the Redis server: redis://[user:password@]host:port[/db], rediss:// for TLS.
+	// For Redis Cluster, give several seed addresses: redis://h1:7000,h2:7001 (or
+	// ?addr=h2:7001). Required.
+	URL string
+	// Node names this host among the hosts that share Redis; it must be unique, and new at
+	// every start. Default: a random name.
+	Node string
+	// History is how many messages a room's stream keeps (about). Default 100.
+	History int
+	// HistoryTTL is how long a room's history outlives its last message. Default 24h.
+	HistoryTTL time.Duration
+	// NodeTTL is how long a host that stopped heartbeating counts as alive: its users
+	// disappear from every room after at most NodeTTL plus one Heartbeat. Default 4s.
+	NodeTTL time.Duration
+	// Heartbeat is how often this host says it is alive and looks for dead hosts. Default 1s.
+	Heartbeat time.Duration
+	// ProbeInterval is how often a probe goes round through Redis pub/sub; a probe not back
+	// within ProbeTimeout marks the bridge down and resubscribes every room. Defaults 1s, 3s.
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	// Timeout bounds each Redis call made for a client's request. Default 2s.
+	Timeout time.Duration
+	// KeyPrefix starts every key and channel name. Default "shardchat:".
+	KeyPrefix string
+	// Logger receives the bridge's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the bridge's metrics. Default: a private registry.
+	Registerer prometheus.Registerer
+}
+
+func (c RedisConfig) withDefaults() RedisConfig {
+	if c.Node == "" {
+		c.Node = "node-" + randomID()
+	}
+	setDefault(&c.History, 100)
+	setDefault(&c.HistoryTTL, 24*time.Hour)
+	setDefault(&c.NodeTTL, 4*time.Second)
+	setDefault(&c.Heartbeat, time.Second)
+	setDefault(&c.ProbeInterval, time.Second)
+	setDefault(&c.ProbeTimeout, 3*time.Second)
+	setDefault(&c.Timeout, 2*time.Second)
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "shardchat:"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	return c
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+func randomID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// RedisBridge shares rooms between hosts through Redis: it orders messages with a Lua
+// script (next seq, append to the room's stream, publish on the room's channel), listens to
+// the channels of the rooms that have members here and hands what comes to their shards,
+// keeps who is in which room on which host, and finds hosts that died.
+//
+// Its Bridge methods are called from sessions' readers and may block them on Redis; the
+// shard.Remote method never blocks, and nothing here ever waits on a shard in a Redis hook.
+type RedisBridge struct {
+	// Static after construction.
+	cfg     RedisConfig
+	client  rueidis.Client
+	sharded bool // Redis Cluster: sharded pub/sub
+	keys    keys
+	local   Local
+	log     *slog.Logger
+	metrics *redisMetrics
+	subs    *subscriber
+	syncs   chan syncRequest // Sync requests from shards, served by syncWorkers
+	ctx     context.Context  // cancelled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	dead        atomic.Pointer[[]string] // nodes whose heartbeat ran out, from the last heartbeat
+	live        atomic.Pointer[[]string] // nodes alive at the last heartbeat
+	heartbeatOK atomic.Bool
+	probeOK     atomic.Bool
+
+	// Guarded by mu.
+	mu      sync.Mutex
+	retries []retry // releases and announcements that failed, tried again on heartbeats
+	resyncs map[string]struct{}
+
+	closeOnce sync.Once
+}
+
+type syncRequest struct {
+	room  string
+	after uint64
+}
+
+// retry is a name release, and its presence leave, that could not reach Redis.
+type retry struct {
+	room, user string
+}
+
+// syncWorkers serve the shards' Sync requests; a few, because each waits on Redis.
+const syncWorkers = 4
+
+// NewRedisBridge returns a NewBridgeFunc that connects to Redis per cfg. It fails when Redis
+// cannot be reached at start; later outages are survived.
+func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
+	return func(local Local) (Bridge, error) {
+		cfg := cfg.withDefaults()
+		opt, err := parseRedisURL(cfg.URL)
+		if err != nil {
+			return nil, err
+		}
+		opt.DisableCache = true
+		opt.ClientName = "shardchat-" + cfg.Node
+		client, err := rueidis.NewClient(opt)
+		if err != nil {
+			return nil, fmt.Errorf("connect to redis at %s: %w", redactURL(cfg.URL), err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		b := &RedisBridge{
+			cfg:     cfg,
+			client:  client,
+			sharded: client.Mode() == rueidis.ClientModeCluster,
+			keys:    keys{prefix: cfg.KeyPrefix},
+			local:   local,
+			log:     cfg.Logger.With("node", cfg.Node),
+			metrics: newRedisMetrics(cfg.Registerer),
+			syncs:   make(chan syncRequest, 4096),
+			ctx:     ctx,
+			cancel:  cancel,
+			resyncs: make(map[string]struct{}),
+		}
+		b.dead.Store(&[]string{})
+		b.live.Store(&[]string{})
+		b.subs = newSubscriber(b)
+		if err := b.heartbeat(ctx); err != nil {
+			cancel()
+			client.Close()
+			return nil, fmt.Errorf("first heartbeat to redis at %s: %w", redactURL(cfg.URL), err)
+		}
+		b.probeOK.Store(true)
+		b.setUp()
+		b.wg.Go(b.heartbeatLoop)
+		b.wg.Go(b.subs.runProbe)
+		for range syncWorkers {
+			b.wg.Go(b.syncWorker)
+		}
+		b.log.Info("redis bridge started", "redis", redactURL(cfg.URL), "cluster", b.sharded)
+		return b, nil
+	}
+}
+
+// parseRedisURL reads redis:// and rediss:// URLs, with comma-separated seed addresses.
+func parseRedisURL(raw string) (rueidis.ClientOption, error) {
+	if raw == "" {
+		return rueidis.ClientOption{}, errors.New("redis URL is empty; want redis://host:6379")
+	}
+	u, err := url.Parse(raw)
+	if err == nil && strings.Contains(u.Host, ",") {
+		hosts := strings.Split(u.Host, ",")
+		u.Host = hosts[0]
+		q := u.Query()
+		for _, h := range hosts[1:] {
+			q.Add("addr", h)
+		}
+		u.RawQuery = q.Encode()
+		raw = u.String()
+	} else if err != nil && strings.Contains(raw, ",") {
+		// url.Parse refuses "h1:1,h2:2" as a port; move the extra hosts to addr=.
+		scheme, rest, _ := strings.Cut(raw, "://")
+		auth, hostpart := "", rest
+		if i := strings.LastIndex(rest, "@"); i >= 0 {
+			auth, hostpart = rest[:i+1], rest[i+1:]
+		}
+		hosts, tail := hostpart, ""
+		if i := strings.IndexAny(hostpart, "/?"); i >= 0 {
+			hosts, tail = hostpart[:i], hostpart[i:]
+		}
+		list := strings.Split(hosts, ",")
+		sep := "?"
+		if strings.Contains(tail, "?") {
+			sep = "&"
+		}
+		extra := ""
+		for _, h := range list[1:] {
+			extra += sep + "addr=" + url.QueryEscape(h)
+			sep = "&"
+		}
+		raw = scheme + "://" + auth + list[0] + tail + extra
+	}
+	opt, err := rueidis.ParseURL(raw)
+	if err != nil {
+		return opt, fmt.Errorf("redis URL %s: %w (want redis://[user:password@]host:port[/db])", redactURL(raw), err)
+	}
+	return opt, nil
+}
+
+// redactURL hides a password for logs and errors.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.LastIndex(raw, "@"); i >= 0 {
+			if j := strings.Index(raw, "://"); j >= 0 && j < i {
+				return raw[:j+3] + "xxxxx" + raw[i:]
+			}
+		}
+		return raw
+	}
+	return u.Redacted()
+}
+
+func unavailable(what string) *wire.Error {
+	return wire.Errorf(wire.CodeUnavailable, "%s: the cluster store cannot be reached; try again", what)
+}
+
+func (b *RedisBridge) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.cfg.Timeout)
+}
+
+// Join claims the name in Redis, listens to the room, seats the member in the room's shard
+// and tells every host.
+func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
+	cctx, cancel := b.callCtx(ctx)
+	defer cancel()
+	code, users, err := b.claim(cctx, req.Room, req.User)
+	if err != nil {
+		b.metrics.errors.WithLabelValues("claim").Inc()
+		return unavailable("cannot join now")
+	}
+	if code == 0 {
+		return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
+	}
+	if err := b.subs.watch(cctx, req.Room, req.Member); err != nil {
+		b.metrics.errors.WithLabelValues("subscribe").Inc()
+		if code == 1 {
+			b.release(req.Room, req.User)
+		}
+		return unavailable("cannot join now")
+	}
+	req.Users = users
+	err = b.local.Shard(req.Room).Join(ctx, req)
+	var werr *wire.Error
+	if errors.As(err, &werr) {
+		b.subs.unwatch(req.Room, req.Member)
+		if code == 1 && werr.Code != wire.CodeNameTaken { // name_taken here: a member of this host holds the name
+			b.release(req.Room, req.User)
+		}
+		return err
+	}
+	if err != nil {
+		return err // the session is ending; its leave undoes the rest
+	}
+	if code == 1 {
+		b.announce(req.Room, presencePayload(req.User, true, wire.AppendPresence(nil, req.Room, req.User, wire.PresenceJoin)))
+	}
+	return nil
+}
+
+// claim runs claimScript and answers its code and the room's users on live hosts, sorted.
+func (b *RedisBridge) claim(ctx context.Context, room, user string) (int64, []string, error) {
+	args := []string{user, b.cfg.Node, newEpoch(), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}
+	args = append(args, *b.dead.Load()...)
+	res, err := claimScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.meta(room), b.keys.log(room)}, args).ToArray()
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(res) == 0 {
+		return 0, nil, errors.New("claim: empty answer")
+	}
+	code, err := res[0].AsInt64()
+	if err != nil || code == 0 {
+		return code, nil, err
+	}
+	pairs := make([]string, 0, len(res)-1)
+	for _, m := range res[1:] {
+		s, err := m.ToString()
+		if err != nil {
+			return 0, nil, err
+		}
+		pairs = append(pairs, s)
+	}
+	return code, b.liveUsers(pairs), nil
+}
+
+// liveUsers turns name, node pairs into the sorted names held by hosts not known dead.
+func (b *RedisBridge) liveUsers(pairs []string) []string {
+	dead := *b.dead.Load()
+	names := make([]string, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !slices.Contains(dead, pairs[i+1]) {
+			names = append(names, pairs[i])
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Leave takes the member out of the room's shard, stops listening to the room when it was
+// the last member here, gives the name back and tells every host.
+func (b *RedisBridge) Leave(ctx context.Context, req shard.Request) error {
+	if err := b.local.Shard(req.Room).Leave(ctx, req); err != nil {
+		return err
+	}
+	b.subs.unwatch(req.Room, req.Member)
+	b.release(req.Room, req.User)
+	return nil
+}
+
+// release gives a name back and announces the leave; when Redis cannot be reached, it is
+// tried again on later heartbeats.
+func (b *RedisBridge) release(room, user string) {
+	if err := b.tryRelease(room, user); err != nil {
+		b.metrics.errors.WithLabelValues("release").Inc()
+		b.mu.Lock()
+		b.retries = append(b.retries, retry{room: room, user: user})
+		b.mu.Unlock()
+	}
+}
+
+func (b *RedisBridge) tryRelease(room, user string) error {
+	ctx, cancel := b.callCtx(context.Background())
+	defer cancel()
+	n, err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room)}, []string{user, b.cfg.Node}).AsInt64()
+	if err != nil {
+		return err
+	}
+	if n == 1 {
+		b.announce(room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
+	}
+	return nil
+}
+
+// announce publishes an event on a room's channel, best effort.
+func (b *RedisBridge) announce(room, payload string) {
+	ctx, cancel := b.callCtx(context.Background())
+	defer cancel()
+	if err := b.client.Do(ctx, b.publishCmd(b.keys.channel(room), payload)).Error(); err != nil {
+		b.metrics.errors.WithLabelValues("typing").Inc()
+	}
+}
+
+func (b *RedisBridge) publishCmd(channel, payload string) rueidis.Completed {
+	if b.sharded {
+		return b.client.B().Spublish().Channel(channel).Message(payload).Build()
+	}
+	return b.client.B().Publish().Channel(channel).Message(payload).Build()
+}
+
+// Publish orders the message in Redis. The sender's copy comes back on the room's channel,
+// with everyone else's.
+func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
+	msg := wire.Message{Room: req.Room, User: req.User, Text: req.Text, TS: time.Now().UnixMilli(), Ref: req.Ref}
+	head := wire.AppendMessageHead(nil, req.Room)
+	tail := wire.AppendMessageTail(nil, &msg)
+	cctx, cancel := b.callCtx(ctx)
+	defer cancel()
+	start := time.Now()
+	err := publishScript.Exec(cctx, b.client,
+		[]string{b.keys.meta(req.Room), b.keys.log(req.Room), b.keys.channel(req.Room)},
+		[]string{newEpoch(), string(head), string(tail), req.User, strconv.Itoa(b.cfg.History),
+			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), flag(b.sharded)},
+	).Error()
+	if err != nil {
+		b.metrics.errors.WithLabelValues("publish").Inc()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return unavailable("the message was not sent")
+	}
+	b.metrics.publishSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// Typing publishes the typing state on the room's channel; typing is best effort.
+func (b *RedisBridge) Typing(ctx context.Context, req shard.Request) error {
+	b.announce(req.Room, typingPayload(req.User, req.On, wire.AppendTyping(nil, req.Room, req.User, req.On)))
+	return nil
+}
+
+// Users sends the member the room's users on every live host.
+func (b *RedisBridge) Users(ctx context.Context, req shard.Request) error {
+	cctx, cancel := b.callCtx(ctx)
+	defer cancel()
+	all, err := b.client.Do(cctx, b.client.B().Hgetall().Key(b.keys.users(req.Room)).Build()).AsStrMap()
+	if err != nil {
+		b.metrics.errors.WithLabelValues("users").Inc()
+		return unavailable("cannot list users now")
+	}
+	pairs := make([]string, 0, 2*len(all))
+	for name, node := range all {
+		pairs = append(pairs, name, node)
+	}
+	req.Member.Send(wire.AppendUsers(nil, req.Ref, req.Room, b.liveUsers(pairs)))
+	return nil
+}
+
+// Rooms sums the room counts that every live host keeps in Redis.
+func (b *RedisBridge) Rooms(ctx context.Context, limit int) ([]shard.RoomInfo, error) {
+	live := *b.live.Load()
+	cmds := make(rueidis.Commands, 0, len(live))
+	for _, node := range live {
+		cmds = append(cmds, b.client.B().Hgetall().Key(b.keys.nodeCounts(node)).Build())
+	}
+	totals := make(map[string]int)
+	for _, res := range b.client.DoMulti(ctx, cmds...) {
+		counts, err := res.AsIntMap()
+		if err != nil {
+			b.metrics.errors.WithLabelValues("rooms").Inc()
+			return nil, fmt.Errorf("room counts: %w", err)
+		}
+		for room, n := range counts {
+			totals[room] += int(n)
+		}
+	}
+	rooms := make([]shard.RoomInfo, 0, len(totals))
+	for room, n := range totals {
+		rooms = append(rooms, shard.RoomInfo{Name: room, Members: n})
+	}
+	shard.SortRooms(rooms)
+	if len(rooms) > limit {
+		rooms = rooms[:limit]
+	}
+	return rooms, nil
+}
+
+// Ready reports whether heartbeats reach Redis and probes come back through its pub/sub.
+func (b *RedisBridge) Ready() error {
+	switch {
+	case !b.heartbeatOK.Load():
+		return errors.New("redis bridge down: heartbeats fail")
+	case !b.probeOK.Load():
+		return errors.New("redis bridge down: pub/sub probes do not come back")
+	}
+	return nil
+}
+
+func (b *RedisBridge) setUp() {
+	if b.Ready() == nil {
+		b.metrics.up.Set(1)
+	} else {
+		b.metrics.up.Set(0)
+	}
+}
+
+// Sync asks a sync worker for the room's state; see shard.Remote. It never blocks: a request
+// that does not fit is dropped, and the shard asks again.
+func (b *RedisBridge) Sync(room string, after uint64) {
+	select {
+	case b.syncs <- syncRequest{room: room, after: after}:
+	default:
+		b.metrics.errors.WithLabelValues("state").Inc()
+	}
+}
+
+func (b *RedisBridge) syncWorker() {
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case req := <-b.syncs:
+			st := b.readState(req.room, req.after)
+			if err := b.local.Shard(req.room).Synced(b.ctx, req.room, st); err != nil {
+				return // stopping
+			}
+		}
+	}
+}
+
+// readState runs stateScript for a shard.
+func (b *RedisBridge) readState(room string, after uint64) shard.RoomState {
+	b.metrics.syncs.Inc()
+	ctx, cancel := b.callCtx(b.ctx)
+	defer cancel()
+	res, err := stateScript.Exec(ctx, b.client, []string{b.keys.meta(room), b.keys.log(room)},
+		[]string{strconv.FormatUint(after, 10), strconv.Itoa(b.cfg.History), newEpoch(),
+			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
+	if err == nil && len(res) != 3 {
+		err = errors.New("state: want 3 values")
+	}
+	if err != nil {
+		b.metrics.errors.WithLabelValues("state").Inc()
+		return shard.RoomState{Err: err}
+	}
+	var st shard.RoomState
+	if st.Epoch, err = res[0].ToString(); err != nil {
+		return shard.RoomState{Err: err}
+	}
+	seq, err := res[1].AsInt64()
+	if err != nil {
+		return shard.RoomState{Err: err}
+	}
+	st.Seq = uint64(seq)
+	entries, err := res[2].AsXRange()
+	if err != nil {
+		return shard.RoomState{Err: err}
+	}
+	for _, e := range entries {
+		idSeq, _, _ := strings.Cut(e.ID, "-")
+		seq, err := strconv.ParseUint(idSeq, 10, 64)
+		if err != nil {
+			return shard.RoomState{Err: fmt.Errorf("stream entry %q: %w", e.ID, err)}
+		}
+		st.Messages = append(st.Messages, shard.Event{Kind: shard.EventMessage, Epoch: st.Epoch, Seq: seq, User: e.FieldValues["u"], Obj: []byte(e.FieldValues["m"])})
+	}
+	return st
+}
+
+// resync asks the room's shard to fill what it may have missed; when the shard is too busy
+// to take the request, it is tried again on the next heartbeat.
+func (b *RedisBridge) resync(room string) {
+	if !b.local.Shard(room).TryResync(room) {
+		b.mu.Lock()
+		b.resyncs[room] = struct{}{}
+		b.mu.Unlock()
+	}
+}
+
+// deliver hands a payload from a room's channel to the room's shard without blocking: it
+// runs in a rueidis receive loop, which must never wait (rueidis issue 596).
+func (b *RedisBridge) deliver(room, payload string) {
+	ev, err := parsePayload(payload)
+	if err != nil {
+		b.metrics.errors.WithLabelValues("payload").Inc()
+		return
+	}
+	if !b.local.Shard(room).TryDeliver(room, ev) {
+		b.metrics.handoffDropped.Inc()
+		if ev.Kind == shard.EventMessage {
+			b.resync(room)
+		}
+	}
+}
+
+// Close takes this host's users out of every room, tells the other hosts, stops listening
+// and disconnects. It is safe to call twice.
+func (b *RedisBridge) Close() error {
+	b.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*b.cfg.Timeout)
+		defer cancel()
+		b.prune(ctx, b.cfg.Node)
+		_ = b.client.Do(ctx, b.client.B().Zrem().Key(b.keys.nodes()).Member(b.cfg.Node).Build()).Error()
+		b.cancel()
+		b.subs.stop()
+		b.wg.Wait()
+		b.client.Close()
+		b.metrics.up.Set(0)
+		b.log.Info("redis bridge stopped")
+	})
+	return nil
+}
+
+func newEpoch() string { return randomID() }

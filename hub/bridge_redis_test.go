@@ -1,0 +1,336 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// member is a shard.Member that decodes and keeps what it is sent.
+type member struct {
+	mu     sync.Mutex
+	events []wire.Event
+	kicked wire.CloseCode
+}
+
+func (m *member) Send(obj []byte) {
+	evs, err := wire.DecodeFrame(nil, obj)
+	if err != nil {
+		panic(err)
+	}
+	m.mu.Lock()
+	m.events = append(m.events, evs...)
+	m.mu.Unlock()
+}
+
+func (m *member) SendBestEffort(obj []byte) { m.Send(obj) }
+
+func (m *member) Kick(code wire.CloseCode, _ string) {
+	m.mu.Lock()
+	m.kicked = code
+	m.mu.Unlock()
+}
+
+// of returns the events of type typ received so far.
+func (m *member) of(typ string) []wire.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []wire.Event
+	for _, ev := range m.events {
+		if ev.Type == typ {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond over the member's events for up to 15 seconds.
+func (m *member) waitFor(t testing.TB, what string, cond func(evs []wire.Event) bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m.mu.Lock()
+		ok := cond(m.events)
+		m.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (m *member) messages(t testing.TB, n int) []wire.Event {
+	t.Helper()
+	m.waitFor(t, fmt.Sprintf("%d messages", n), func(evs []wire.Event) bool {
+		c := 0
+		for _, ev := range evs {
+			if ev.Type == wire.TypeMessage {
+				c++
+			}
+		}
+		return c >= n
+	})
+	return m.of(wire.TypeMessage)
+}
+
+// redisHub is a hub of its own on a shared Redis.
+type redisHub struct {
+	*Hub
+	bridge *RedisBridge
+	node   string
+}
+
+func newRedisHub(t testing.TB, url, prefix, node string, tweak func(*RedisConfig)) *redisHub {
+	t.Helper()
+	cfg := RedisConfig{URL: url, Node: node, KeyPrefix: prefix, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	h, err := New(Config{Shards: 2, NewBridge: NewRedisBridge(cfg), Logger: cfg.Logger})
+	if err != nil {
+		t.Fatalf("hub %s: %v", node, err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	return &redisHub{Hub: h, bridge: h.bridge.(*RedisBridge), node: node}
+}
+
+func (h *redisHub) join(t testing.TB, m *member, room, user string, since *wire.Since) error {
+	t.Helper()
+	return h.Join(context.Background(), shard.Request{Member: m, Room: room, User: user, Since: since, Reply: make(chan error, 1)})
+}
+
+func (h *redisHub) mustJoin(t testing.TB, m *member, room, user string) wire.Event {
+	t.Helper()
+	if err := h.join(t, m, room, user, nil); err != nil {
+		t.Fatalf("%s joins %s on %s: %v", user, room, h.node, err)
+	}
+	joined := m.of(wire.TypeJoined)
+	return joined[len(joined)-1]
+}
+
+func (h *redisHub) say(t testing.TB, m *member, room, user, text string) error {
+	t.Helper()
+	return h.Publish(context.Background(), shard.Request{Member: m, Room: room, User: user, Text: text, Ref: text, Reply: make(chan error, 1)})
+}
+
+func (h *redisHub) leave(t testing.TB, m *member, room, user string) {
+	t.Helper()
+	if err := h.Leave(context.Background(), shard.Request{Member: m, Room: room, User: user, Quiet: true, Reply: make(chan error, 1)}); err != nil {
+		t.Fatalf("%s leaves %s: %v", user, room, err)
+	}
+}
+
+// threeHosts starts a Redis and three hubs on it.
+func threeHosts(t *testing.T) (*redisServer, []*redisHub) {
+	r := startRedis(t)
+	hubs := make([]*redisHub, 3)
+	for i := range hubs {
+		hubs[i] = newRedisHub(t, r.url(), "t:", fmt.Sprintf("host-%c", 'a'+i), nil)
+	}
+	return r, hubs
+}
+
+// checkOrder asserts that every member got the same n messages with seq 1..n.
+func checkOrder(t *testing.T, members map[string]*member, n int) {
+	t.Helper()
+	var first []string
+	var firstName string
+	for name, m := range members {
+		msgs := m.messages(t, n)
+		if len(msgs) != n {
+			t.Fatalf("%s got %d messages, want %d", name, len(msgs), n)
+		}
+		texts := make([]string, n)
+		for i, ev := range msgs {
+			if ev.Seq != uint64(i+1) {
+				t.Fatalf("%s: message %d has seq %d", name, i, ev.Seq)
+			}
+			texts[i] = ev.Text
+		}
+		if first == nil {
+			first, firstName = texts, name
+		} else if !slices.Equal(texts, first) {
+			t.Fatalf("%s and %s saw different orders", name, firstName)
+		}
+	}
+}
+
+func TestRedisOrderAcrossHosts(t *testing.T) {
+	t.Parallel()
+	_, hubs := threeHosts(t)
+	members := map[string]*member{}
+	type sender struct {
+		h    *redisHub
+		m    *member
+		user string
+	}
+	var senders []sender
+	for _, h := range hubs {
+		for i := range 2 {
+			user := fmt.Sprintf("%s-%d", h.node, i)
+			m := &member{}
+			members[user] = m
+			h.mustJoin(t, m, "r", user)
+			senders = append(senders, sender{h, m, user})
+		}
+	}
+	const each = 30
+	var wg sync.WaitGroup
+	for _, s := range senders {
+		wg.Go(func() {
+			for n := range each {
+				if err := s.h.say(t, s.m, "r", s.user, fmt.Sprintf("%s/%d", s.user, n)); err != nil {
+					t.Errorf("%s: %v", s.user, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkOrder(t, members, len(senders)*each)
+	// Each sender's own messages came back to it with their refs, in the order sent.
+	for _, s := range senders {
+		var mine []string
+		for _, ev := range s.m.of(wire.TypeMessage) {
+			if ev.User == s.user {
+				mine = append(mine, ev.Ref)
+			}
+		}
+		for n, ref := range mine {
+			if ref != fmt.Sprintf("%s/%d", s.user, n) {
+				t.Fatalf("%s: own message %d came back as %q", s.user, n, ref)
+			}
+		}
+	}
+}
+
+func TestRedisPresenceAcrossHosts(t *testing.T) {
+	t.Parallel()
+	_, hubs := threeHosts(t)
+	a, b, c := hubs[0], hubs[1], hubs[2]
+	alice, bob := &member{}, &member{}
+	a.mustJoin(t, alice, "r", "alice")
+	j := b.mustJoin(t, bob, "r", "bob")
+	if !slices.Equal(j.Users, []string{"alice", "bob"}) {
+		t.Fatalf("bob's joined users = %v", j.Users)
+	}
+	alice.waitFor(t, "bob's presence join", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool {
+			return ev.Type == wire.TypePresence && ev.User == "bob" && ev.Event == wire.PresenceJoin
+		})
+	})
+
+	// A name is unique across hosts; the refused join changes nothing.
+	err := c.join(t, &member{}, "r", "alice", nil)
+	var werr *wire.Error
+	if !errors.As(err, &werr) || werr.Code != wire.CodeNameTaken {
+		t.Fatalf("alice on another host: %v, want name_taken", err)
+	}
+	if err := c.Users(context.Background(), shard.Request{Member: bob, Room: "r", Ref: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	if u := bob.of(wire.TypeUsers); len(u) != 1 || !slices.Equal(u[0].Users, []string{"alice", "bob"}) {
+		t.Fatalf("users = %+v", u)
+	}
+
+	// Typing crosses hosts and never reaches the typist.
+	if err := a.Typing(context.Background(), shard.Request{Member: alice, Room: "r", User: "alice", On: true}); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitFor(t, "alice's typing", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Type == wire.TypeTyping && ev.User == "alice" && ev.On })
+	})
+	if len(alice.of(wire.TypeTyping)) != 0 {
+		t.Fatal("typing came back to the typist")
+	}
+
+	a.leave(t, alice, "r", "alice")
+	bob.waitFor(t, "alice's presence leave", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool {
+			return ev.Type == wire.TypePresence && ev.User == "alice" && ev.Event == wire.PresenceLeave
+		})
+	})
+	// The name is free again, on any host.
+	c.mustJoin(t, &member{}, "r", "alice")
+}
+
+func TestRedisDeadHostIsPruned(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a := newRedisHub(t, r.url(), "t:", "host-a", nil)
+	b := newRedisHub(t, r.url(), "t:", "host-b", nil)
+	alice, bob := &member{}, &member{}
+	a.mustJoin(t, alice, "r", "alice")
+	b.mustJoin(t, bob, "r", "bob")
+
+	a.bridge.crash() // no goodbye: heartbeats stop, nothing is cleaned up
+	start := time.Now()
+	bob.waitFor(t, "alice's leave after her host died", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool {
+			return ev.Type == wire.TypePresence && ev.User == "alice" && ev.Event == wire.PresenceLeave
+		})
+	})
+	took := time.Since(start)
+	t.Logf("a dead host's user left after %s", took)
+	if took > 6*time.Second {
+		t.Fatalf("the leave took %s; the default promise is within 5s", took)
+	}
+	// Her name is free.
+	b.mustJoin(t, &member{}, "r", "alice")
+}
+
+func TestRedisRecoveryAcrossHosts(t *testing.T) {
+	t.Parallel()
+	_, hubs := threeHosts(t)
+	a, b := hubs[0], hubs[1]
+	sender, reader := &member{}, &member{}
+	a.mustJoin(t, sender, "r", "sender")
+	j := a.mustJoin(t, reader, "r", "reader")
+	for n := range 3 {
+		if err := a.say(t, sender, "r", "sender", fmt.Sprint(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := reader.messages(t, 3)
+	a.leave(t, reader, "r", "reader")
+	for n := 3; n < 8; n++ {
+		if err := a.say(t, sender, "r", "sender", fmt.Sprint(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := &member{}
+	if err := b.join(t, back, "r", "reader", &wire.Since{Epoch: j.Epoch, Seq: seen[2].Seq}); err != nil {
+		t.Fatal(err)
+	}
+	got := back.of(wire.TypeJoined)[0]
+	if !got.Recovered || len(got.History) != 5 || got.History[0].Seq != 4 || got.History[4].Seq != 8 || got.Seq != 8 || got.Epoch != j.Epoch {
+		t.Fatalf("recovered %v, %d messages, seq %d", got.Recovered, len(got.History), got.Seq)
+	}
+	for i, ev := range got.History {
+		if ev.Text != fmt.Sprint(3+i) {
+			t.Fatalf("history[%d] = %q", i, ev.Text)
+		}
+	}
+}
+
+// crash stops the bridge the way a killed process would: no goodbye, no cleanup. Close does
+// nothing after it.
+func (b *RedisBridge) crash() {
+	b.closeOnce.Do(func() {
+		b.cancel()
+		b.subs.stop()
+		b.wg.Wait()
+		b.client.Close()
+	})
+}

@@ -1,0 +1,66 @@
+package hub
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// redisMetrics are the collectors of the Redis bridge.
+type redisMetrics struct {
+	up             prometheus.Gauge
+	errors         *prometheus.CounterVec
+	publishSeconds prometheus.Histogram
+	subscriptions  prometheus.Gauge
+	resubscribes   prometheus.Counter
+	syncs          prometheus.Counter
+	handoffDropped prometheus.Counter
+	pruned         prometheus.Counter
+	probeLost      prometheus.Counter
+}
+
+// Operations, the values of the op label of shardchat_bridge_errors_total.
+var redisOps = []string{"publish", "claim", "release", "typing", "users", "rooms", "state", "heartbeat", "prune", "subscribe", "probe", "payload"}
+
+func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
+	m := &redisMetrics{
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardchat_bridge_up",
+			Help: "1 while the Redis bridge works (its probe comes back and heartbeats succeed), else 0.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardchat_bridge_errors_total",
+			Help: "Failed Redis operations of the bridge, by operation.",
+		}, []string{"op"}),
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shardchat_bridge_publish_seconds",
+			Help:    "Round trip of ordering one message in Redis.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs to 1.6s
+		}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardchat_bridge_subscriptions",
+			Help: "Room channels this host listens to.",
+		}),
+		resubscribes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_bridge_resubscribes_total",
+			Help: "Room subscriptions made again after a connection loss or a lost probe.",
+		}),
+		syncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_bridge_syncs_total",
+			Help: "Room states read from Redis: first joins on this host, and gaps filled.",
+		}),
+		handoffDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_bridge_handoff_dropped_total",
+			Help: "Events from Redis not handed to a full shard; the shard fills the gap from the stream.",
+		}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_bridge_pruned_users_total",
+			Help: "Users of dead hosts taken out of rooms by this host.",
+		}),
+		probeLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_bridge_probes_lost_total",
+			Help: "Probes published that did not come back in time; each one resubscribes every room.",
+		}),
+	}
+	for _, op := range redisOps {
+		m.errors.WithLabelValues(op)
+	}
+	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.pruned, m.probeLost)
+	return m
+}

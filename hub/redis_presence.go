@@ -1,0 +1,182 @@
+package hub
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// maxCountedRooms is how many of its busiest rooms a host publishes for GET /api/rooms.
+const maxCountedRooms = 1000
+
+// heartbeatLoop keeps this host alive in Redis, retires dead hosts, publishes this host's room
+// counts, keeps the history of rooms with members here from expiring, and retries what
+// failed.
+func (b *RedisBridge) heartbeatLoop() {
+	ticker := time.NewTicker(b.cfg.Heartbeat)
+	defer ticker.Stop()
+	beats := 0
+	refreshEvery := max(1, int(b.cfg.HistoryTTL/4/b.cfg.Heartbeat))
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		beats++
+		ctx, cancel := b.callCtx(b.ctx)
+		err := b.heartbeat(ctx)
+		if err == nil {
+			b.publishCounts(ctx)
+			b.retryFailed()
+			if beats%10 == 0 {
+				b.subs.reregister(ctx)
+			}
+			if beats%refreshEvery == 0 {
+				b.refreshHistoryTTL(ctx)
+			}
+		}
+		cancel()
+	}
+}
+
+// heartbeat runs heartbeatScript, records which hosts are alive and dead, and prunes the dead
+// ones that this host wins the right to prune.
+func (b *RedisBridge) heartbeat(ctx context.Context) error {
+	res, err := heartbeatScript.Exec(ctx, b.client, []string{b.keys.nodes()},
+		[]string{b.cfg.Node, strconv.FormatInt(b.cfg.NodeTTL.Milliseconds(), 10)}).ToArray()
+	if err == nil && len(res) != 2 {
+		err = errBadPayload
+	}
+	var live, dead []string
+	if err == nil {
+		live, err = res[0].AsStrSlice()
+	}
+	if err == nil {
+		dead, err = res[1].AsStrSlice()
+	}
+	was := b.heartbeatOK.Load()
+	b.heartbeatOK.Store(err == nil)
+	b.setUp()
+	if err != nil {
+		b.metrics.errors.WithLabelValues("heartbeat").Inc()
+		if was {
+			b.log.Warn("redis bridge down: heartbeat failed", "err", err)
+		}
+		return err
+	}
+	if !was {
+		b.log.Info("redis bridge heartbeats again")
+	}
+	b.live.Store(&live)
+	b.dead.Store(&dead)
+	for _, node := range dead {
+		// Every host sees the dead node; the one whose ZREM removes it prunes it.
+		n, err := b.client.Do(ctx, b.client.B().Zrem().Key(b.keys.nodes()).Member(node).Build()).AsInt64()
+		if err != nil {
+			b.metrics.errors.WithLabelValues("prune").Inc()
+			continue
+		}
+		if n == 1 {
+			b.log.Info("retiring a dead host", "dead", node)
+			b.prune(ctx, node)
+		}
+	}
+	return nil
+}
+
+// prune takes every name node holds out of every room it had members in, and announces each
+// leave. Close prunes this host itself.
+func (b *RedisBridge) prune(ctx context.Context, node string) {
+	rooms, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.keys.nodeRooms(node)).Build()).AsStrSlice()
+	if err != nil {
+		b.metrics.errors.WithLabelValues("prune").Inc()
+		return
+	}
+	if node == b.cfg.Node {
+		rooms = append(rooms, b.subs.rooms()...) // in case a registration failed
+		slices.Sort(rooms)
+		rooms = slices.Compact(rooms)
+	}
+	for _, room := range rooms {
+		gone, err := pruneScript.Exec(ctx, b.client, []string{b.keys.users(room)}, []string{node}).AsStrSlice()
+		if err != nil {
+			b.metrics.errors.WithLabelValues("prune").Inc()
+			continue
+		}
+		for _, user := range gone {
+			b.metrics.pruned.Inc()
+			b.announce(room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
+		}
+	}
+	_ = b.client.Do(ctx, b.client.B().Del().Key(b.keys.nodeRooms(node), b.keys.nodeCounts(node)).Build()).Error()
+}
+
+// publishCounts writes this host's busiest rooms and their member counts, for GET /api/rooms
+// on any host. The key expires with the host.
+func (b *RedisBridge) publishCounts(ctx context.Context) {
+	rooms, err := b.local.LocalRooms(ctx, maxCountedRooms)
+	if err != nil {
+		return
+	}
+	key := b.keys.nodeCounts(b.cfg.Node)
+	del := b.client.B().Del().Key(key).Build()
+	if len(rooms) == 0 {
+		_ = b.client.Do(ctx, del).Error()
+		return
+	}
+	hset := b.client.B().Hset().Key(key).FieldValue()
+	for _, r := range rooms {
+		hset = hset.FieldValue(r.Name, strconv.Itoa(r.Members))
+	}
+	ttl := b.client.B().Pexpire().Key(key).Milliseconds(2 * b.cfg.NodeTTL.Milliseconds()).Build()
+	for _, res := range b.client.DoMulti(ctx, del, hset.Build(), ttl) {
+		if res.Error() != nil {
+			b.metrics.errors.WithLabelValues("rooms").Inc()
+			return
+		}
+	}
+}
+
+// refreshHistoryTTL keeps the history of rooms with members here, which may go long without
+// a message, from expiring under them.
+func (b *RedisBridge) refreshHistoryTTL(ctx context.Context) {
+	ttl := b.cfg.HistoryTTL.Milliseconds()
+	var cmds []rueidis.Completed
+	for _, room := range b.subs.rooms() {
+		cmds = append(cmds,
+			b.client.B().Pexpire().Key(b.keys.meta(room)).Milliseconds(ttl).Build(),
+			b.client.B().Pexpire().Key(b.keys.log(room)).Milliseconds(ttl).Build())
+	}
+	if len(cmds) > 0 {
+		b.client.DoMulti(ctx, cmds...)
+	}
+}
+
+// retryFailed gives back the names whose release failed, and hands shards the resyncs they
+// could not take.
+func (b *RedisBridge) retryFailed() {
+	b.mu.Lock()
+	retries := b.retries
+	b.retries = nil
+	resyncs := slices.Collect(maps.Keys(b.resyncs))
+	clear(b.resyncs)
+	b.mu.Unlock()
+	for i, r := range retries {
+		if err := b.tryRelease(r.room, r.user); err != nil {
+			b.mu.Lock()
+			b.retries = append(b.retries, retries[i:]...)
+			b.mu.Unlock()
+			break
+		}
+	}
+	for _, room := range resyncs {
+		b.resync(room)
+	}
+}

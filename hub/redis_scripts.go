@@ -1,0 +1,133 @@
+package hub
+
+import "github.com/redis/rueidis"
+
+// The Lua scripts of the Redis bridge. Each touches the keys of one room (one cluster slot),
+// or the nodes set alone.
+
+// publishScript orders one message: the room's next seq, appended to the room's stream
+// (trimmed to about the history size) and published on the room's channel, atomically. The
+// message object is built around the seq from the head and tail that the sender encoded.
+//
+// KEYS: meta, log, channel. ARGV: epoch if the room has none, head, tail, user, history,
+// ttl ms, "1" for sharded pub/sub.
+var publishScript = rueidis.NewLuaScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local obj = ARGV[2] .. seq .. ARGV[3]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-0', 'm', obj, 'u', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local payload = 'M ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[4] .. '\n' .. obj
+if ARGV[7] == '1' then
+  redis.call('SPUBLISH', KEYS[3], payload)
+else
+  redis.call('PUBLISH', KEYS[3], payload)
+end
+return seq
+`)
+
+// stateScript reads a room's epoch (creating it for a new room), newest seq, and the stored
+// messages after seq ARGV[1] (the newest ARGV[2] when ARGV[1] is 0), oldest first.
+//
+// KEYS: meta, log. ARGV: after, count, epoch if the room has none, ttl ms.
+var stateScript = rueidis.NewLuaScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local entries
+if tonumber(ARGV[1]) == 0 then
+  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+  local n = #entries
+  for i = 1, math.floor(n / 2) do
+    entries[i], entries[n - i + 1] = entries[n - i + 1], entries[i]
+  end
+else
+  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[1]) + 1) .. '-0', '+', 'COUNT', ARGV[2])
+end
+return {epoch, seq, entries}
+`)
+
+// claimScript claims a user name in a room for a node, and gives the room an epoch if it
+// has none. A name held by a node in the dead list is free: its host died. (A node missing
+// from both lists is alive: it may have started after this host's last heartbeat.) It answers
+// {code, name, node, name, node, ...} with every holder of a name in the room; code is 0 when
+// the name is taken, 1 when it was claimed now, 2 when the node held it already.
+//
+// KEYS: users, meta, log. ARGV: user, node, epoch if the room has none, ttl ms, dead nodes...
+var claimScript = rueidis.NewLuaScript(`
+if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[3]) == 1 then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'seq', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+local code = 1
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur == ARGV[2] then
+  code = 2
+elseif cur then
+  local dead = false
+  for i = 5, #ARGV do
+    if ARGV[i] == cur then
+      dead = true
+    end
+  end
+  if not dead then
+    return {0}
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local out = {code}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all do
+  out[#out + 1] = all[i]
+end
+return out
+`)
+
+// releaseScript gives a user name back if node holds it; it answers 1 when it did.
+//
+// KEYS: users. ARGV: user, node.
+var releaseScript = rueidis.NewLuaScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// pruneScript takes every name a node holds out of a room and answers the names.
+//
+// KEYS: users. ARGV: node.
+var pruneScript = rueidis.NewLuaScript(`
+local all = redis.call('HGETALL', KEYS[1])
+local gone = {}
+for i = 1, #all, 2 do
+  if all[i + 1] == ARGV[1] then
+    redis.call('HDEL', KEYS[1], all[i])
+    gone[#gone + 1] = all[i]
+  end
+end
+return gone
+`)
+
+// heartbeatScript keeps a node alive until now (Redis' clock) plus ARGV[2] ms, and answers
+// the live nodes and the nodes whose time ran out.
+//
+// KEYS: nodes. ARGV: node, ttl ms.
+var heartbeatScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return {redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)}
+`)
