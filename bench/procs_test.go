@@ -1,9 +1,14 @@
 package bench
 
 import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestProcs runs the real binary as two --procs children against an embedded server in the
@@ -52,5 +57,76 @@ func TestProcs(t *testing.T) {
 	}
 	if rep.Bench.CPUSeconds <= 0 {
 		t.Errorf("bench CPU %g s: want the children's CPU", rep.Bench.CPUSeconds)
+	}
+}
+
+// TestRunChildFinishMidway drives a child in this process through its pipes, as the parent of
+// --procs does, and interrupts its send phase: the child stops and answers with what it has.
+func TestRunChildFinishMidway(t *testing.T) {
+	t.Parallel()
+	srv, err := startEmbedded(ServerConfig{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- RunChild(t.Context(), inR, outW, slog.New(slog.DiscardHandler))
+		_ = outW.Close()
+	}()
+	lines := bufio.NewScanner(outR)
+	lines.Buffer(nil, maxChildLine)
+	send := func(m childMessage) {
+		t.Helper()
+		b, _ := json.Marshal(m)
+		if _, err := inW.Write(append(b, '\n')); err != nil {
+			t.Fatalf("write %s: %v", m.Op, err)
+		}
+	}
+	// next returns the next answer that is not progress.
+	next := func() childMessage {
+		t.Helper()
+		for lines.Scan() {
+			var m childMessage
+			if err := json.Unmarshal(lines.Bytes(), &m); err != nil {
+				t.Fatalf("child wrote %q: %v", lines.Bytes(), err)
+			}
+			if m.Op != opProgress {
+				return m
+			}
+		}
+		t.Fatalf("the child's output ended: %v", lines.Err())
+		return childMessage{}
+	}
+
+	wl := Workload{Users: 12, Rooms: 2, Rate: 5, Duration: time.Minute, TextSize: 8}
+	send(childMessage{Op: opSpec, Spec: &workerSpec{RunID: newRunID(), Index: 1, First: 12, Count: 6, URLs: []string{srv.url},
+		Workload: wl, ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, DialConcurrency: 4}})
+	if m := next(); m.Op != opConnected || m.Connected == nil || m.Connected.Connected != 6 {
+		t.Fatalf("after the spec the child said %+v, want 6 connected", m)
+	}
+	send(childMessage{Op: opSend})
+	time.Sleep(500 * time.Millisecond) // let it send a few of its minute's messages
+	send(childMessage{Op: opFinish})
+	m := next()
+	if m.Op == opSent { // the send phase answers as it stops
+		m = next()
+	}
+	if m.Op != opResult || m.Tally == nil {
+		t.Fatalf("after finish the child said %+v, want its result", m)
+	}
+	if tl := m.Tally; tl.Users != 6 || tl.Connected != 6 || tl.Sent == 0 || tl.Delivered == 0 || tl.Latency.count() != tl.Delivered {
+		t.Errorf("tally users %d, connected %d, sent %d, delivered %d, latency samples %d: want the 6 users' partial run",
+			tl.Users, tl.Connected, tl.Sent, tl.Delivered, tl.Latency.count())
+	}
+	_ = inW.Close()
+	if err := <-done; err != nil {
+		t.Errorf("RunChild: %v", err)
 	}
 }

@@ -118,11 +118,11 @@ func (w Workload) roomOf(user int) int { return user % w.Rooms }
 // String describes the workload in one line.
 func (w Workload) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d users in %d rooms, ", w.Users, w.Rooms)
+	fmt.Fprintf(&b, "%s in %s, ", count(w.Users, "user"), count(w.Rooms, "room"))
 	if w.Duration > 0 {
 		fmt.Fprintf(&b, "sending for %s", w.Duration)
 	} else {
-		fmt.Fprintf(&b, "%d messages each", w.Messages)
+		fmt.Fprintf(&b, "%s each", count(w.Messages, "message"))
 	}
 	if w.Rate > 0 {
 		fmt.Fprintf(&b, " at %g a second", w.Rate)
@@ -134,4 +134,12 @@ func (w Workload) String() string {
 	}
 	fmt.Fprintf(&b, ", %d-byte texts", w.TextSize)
 	return b.String()
+}
+
+// count is "1 room" or "2 rooms".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
