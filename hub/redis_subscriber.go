@@ -254,14 +254,16 @@ func (s *subscriber) runProbe() {
 			return
 		case <-ticker.C:
 		}
+		// Judge before publishing: a publish can hang as long as Redis does, and the
+		// verdict must not wait for it.
 		now := time.Now()
-		pctx, pcancel := b.callCtx(ctx)
+		lost := now.Sub(time.Unix(0, s.lastProbe.Load())) > b.cfg.ProbeTimeout
+		pctx, pcancel := context.WithTimeout(ctx, b.cfg.ProbeInterval)
 		err := b.client.Do(pctx, b.publishCmd(channel, "probe "+strconv.FormatInt(now.UnixNano(), 10))).Error()
 		pcancel()
 		if err != nil {
 			b.metrics.errors.WithLabelValues("probe").Inc()
 		}
-		lost := now.Sub(time.Unix(0, s.lastProbe.Load())) > b.cfg.ProbeTimeout
 		was := b.probeOK.Swap(!lost)
 		b.setUp()
 		switch {

@@ -1,0 +1,167 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// steadySender publishes a message every few milliseconds until stop is closed, and records
+// which were acknowledged and which were refused as unavailable.
+type steadySender struct {
+	acked, refused []string
+	other          error
+}
+
+func (s *steadySender) run(t *testing.T, h *redisHub, m *member, room, user string, stop <-chan struct{}) {
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		text := fmt.Sprintf("m%d", n)
+		err := h.say(t, m, room, user, text)
+		var werr *wire.Error
+		switch {
+		case err == nil:
+			s.acked = append(s.acked, text)
+		case errors.As(err, &werr) && werr.Code == wire.CodeUnavailable:
+			s.refused = append(s.refused, text)
+		default:
+			s.other = err
+			return
+		}
+	}
+}
+
+// checkDelivered asserts that m got every acknowledged message once, all messages in seq
+// order with no gap, and nothing twice.
+func checkDelivered(t *testing.T, name string, m *member, s *steadySender) {
+	t.Helper()
+	last := s.acked[len(s.acked)-1]
+	m.waitFor(t, name+" to get the last acknowledged message", func(evs []wire.Event) bool {
+		for _, ev := range evs {
+			if ev.Type == wire.TypeMessage && ev.Text == last {
+				return true
+			}
+		}
+		return false
+	})
+	seen := map[string]int{}
+	var prev uint64
+	for _, ev := range m.of(wire.TypeMessage) {
+		if prev != 0 && ev.Seq != prev+1 {
+			t.Fatalf("%s: seq %d after %d", name, ev.Seq, prev)
+		}
+		prev = ev.Seq
+		seen[ev.Text]++
+		if seen[ev.Text] > 1 {
+			t.Fatalf("%s got %q twice", name, ev.Text)
+		}
+	}
+	for _, text := range s.acked {
+		if seen[text] != 1 {
+			t.Fatalf("%s never got the acknowledged message %q", name, text)
+		}
+	}
+}
+
+func TestRedisRestart(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a := newRedisHub(t, r.url(), "t:", "host-a", nil)
+	b := newRedisHub(t, r.url(), "t:", "host-b", nil)
+	sender, onA, onB := &member{}, &member{}, &member{}
+	a.mustJoin(t, sender, "r", "sender")
+	a.mustJoin(t, onA, "r", "on-a")
+	b.mustJoin(t, onB, "r", "on-b")
+
+	var s steadySender
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { s.run(t, a, sender, "r", "sender", stop) })
+
+	time.Sleep(300 * time.Millisecond)
+	r.stop()
+	waitUntil(t, "the bridge to notice Redis is gone", func() bool { return a.Ready() != nil })
+	time.Sleep(300 * time.Millisecond)
+	r.start()
+	waitUntil(t, "the bridges to come back", func() bool { return a.Ready() == nil && b.Ready() == nil })
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	if s.other != nil {
+		t.Fatalf("a sender got an error other than unavailable: %v", s.other)
+	}
+	if len(s.refused) == 0 || len(s.acked) < 20 {
+		t.Fatalf("%d acknowledged and %d refused: the outage was not exercised", len(s.acked), len(s.refused))
+	}
+	t.Logf("%d messages acknowledged, %d refused while Redis was down", len(s.acked), len(s.refused))
+	for name, m := range map[string]*member{"sender": sender, "on-a": onA, "on-b": onB} {
+		checkDelivered(t, name, m, &s)
+	}
+}
+
+func TestRedisLostProbe(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	fast := func(c *RedisConfig) { c.ProbeInterval, c.ProbeTimeout = 100*time.Millisecond, 600*time.Millisecond }
+	a := newRedisHub(t, r.url(), "t:", "host-a", fast)
+	b := newRedisHub(t, r.url(), "t:", "host-b", fast)
+	sender, onB := &member{}, &member{}
+	a.mustJoin(t, sender, "r", "sender")
+	b.mustJoin(t, onB, "r", "on-b")
+
+	var s steadySender
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { s.run(t, a, sender, "r", "sender", stop) })
+	time.Sleep(200 * time.Millisecond)
+
+	// Pause every client: no probe comes back, whatever the connections say.
+	if reply, err := r.command("CLIENT", "PAUSE", "1500", "ALL"); err != nil || reply != "+OK" {
+		t.Fatalf("CLIENT PAUSE: %q %v", reply, err)
+	}
+	var sawDown atomic.Bool
+	waitUntil(t, "the lost probe to be noticed", func() bool {
+		if b.Ready() != nil {
+			sawDown.Store(true)
+		}
+		return testutil.ToFloat64(b.bridge.metrics.probeLost) > 0
+	})
+	waitUntil(t, "the bridge to be up again", func() bool { return b.Ready() == nil && a.Ready() == nil })
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if s.other != nil {
+		t.Fatalf("a sender got an error other than unavailable: %v", s.other)
+	}
+	if !sawDown.Load() {
+		t.Fatal("/readyz would never have said the bridge was down")
+	}
+	if testutil.ToFloat64(b.bridge.metrics.resubscribes) == 0 {
+		t.Fatal("no subscription was made again")
+	}
+	checkDelivered(t, "on-b", onB, &s)
+	checkDelivered(t, "sender", sender, &s)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
