@@ -1,4 +1,6 @@
-// Package static holds the web UI, embedded into the binary.
+// Package static holds the web UI: index.html, style.css and app.js, plain HTML, CSS and
+// JavaScript with no build step, embedded into the binary. transport serves them on / with
+// an ETag per file, so a new binary's UI is picked up at once.
 package static
 
 import (
@@ -6,7 +8,7 @@ import (
 	"io/fs"
 )
 
-//go:embed index.html
+//go:embed index.html style.css app.js
 var files embed.FS
 
 // FS returns the web UI's files, index.html at the root.

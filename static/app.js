@@ -1,0 +1,1430 @@
+// shardchat web UI: a client of the shardchat protocol (docs/protocol.md) in plain JavaScript.
+//
+// Rule of the file: text that came from the network (names, messages, error messages) only
+// ever reaches the page through textContent or a property, never through innerHTML.
+
+const ROOM_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+const GROUP_MS = 5 * 60 * 1000; // messages of one author closer than this share one header
+const TYPING_SEND_EVERY = 2000; // the server forwards a repeated typing-on at most every 2 s
+const TYPING_IDLE = 4000; // stop saying we type after this long without a keystroke
+const TYPING_EXPIRE = 5000; // the server refreshes typing-on every 2 s, so silence this long means gone
+const HISTORY_PAGE = 50;
+const PING_EVERY = 20000; // browsers cannot see a dead TCP connection on their own
+const PING_TIMEOUT = 10000;
+const BACKOFF_BASE = 500;
+const BACKOFF_MAX = 30000;
+const NAME_RETRY = 3000; // a name of ours may be held by our own previous, dying connection
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+// ---------------------------------------------------------------- state
+
+const state = {
+  user: "", // our name once a join succeeded, or the name being tried
+  limits: { text: 4000, rooms: 16, rate: 10, burst: 20 },
+  rooms: new Map(), // name -> room, in sidebar order
+  active: null, // the room on screen
+  joinView: true,
+
+  ws: null,
+  conn: "idle", // idle | connecting | open | waiting | offline
+  connUser: "", // the name the current connection is bound to by its first join
+  attempt: 0, // failed connects in a row, for the backoff
+  retryAt: 0,
+  retryTimer: 0,
+  countdownTimer: 0,
+  pingTimer: 0,
+  lastHeard: 0,
+  everConnected: false,
+
+  requests: new Map(), // ref -> what we asked, for this connection; messages live in outbox
+  joinQueue: [], // joins waiting for the connection: {room, source}
+  outbox: new Map(), // ref -> our message until its echo comes back
+  tokens: 20,
+  tokensAt: 0,
+  outboxTimer: 0,
+
+  typingRoom: null, // the room we told that we are typing
+  typingSentAt: 0,
+  typingIdleTimer: 0,
+};
+
+const refPrefix = Math.random().toString(36).slice(2, 8);
+let refCounter = 0;
+const newRef = (kind) => `${kind}-${refPrefix}-${++refCounter}`;
+
+// ---------------------------------------------------------------- connection
+
+function wsURL() {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  clearInterval(state.countdownTimer);
+  if (state.ws) return;
+  setConn("connecting");
+  const ws = new WebSocket(wsURL());
+  state.ws = ws;
+  state.connUser = "";
+  state.requests.clear();
+  ws.onmessage = (ev) => {
+    if (ws !== state.ws) return;
+    state.lastHeard = Date.now();
+    // The server batches objects into one frame, one per line.
+    for (const line of String(ev.data).split("\n")) {
+      if (!line) continue;
+      let obj;
+      try {
+        obj = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      try {
+        handle(obj);
+      } catch (err) {
+        console.error("shardchat: handling", obj.type, err);
+      }
+    }
+  };
+  ws.onclose = (ev) => socketGone(ws, ev.code);
+}
+
+// dropSocket forgets a socket at once: close() on a dead connection can take long to report.
+function dropSocket(code) {
+  const ws = state.ws;
+  if (!ws) return;
+  ws.onclose = ws.onmessage = null;
+  try {
+    ws.close(code || 1000);
+  } catch {
+    // a socket that is still connecting cannot take every code; it is forgotten anyway
+  }
+  socketGone(ws, 1006);
+}
+
+function socketGone(ws, code) {
+  if (ws !== state.ws) return;
+  state.ws = null;
+  state.connUser = "";
+  clearInterval(state.pingTimer);
+  for (const req of state.requests.values()) {
+    if (req.kind === "history") {
+      const room = state.rooms.get(req.room);
+      if (room) room.loadingOlder = false;
+    }
+    // Joins from the join screen and the sidebar are asked again on the next connection.
+    if (req.kind === "join" && req.source !== "rejoin" && !state.rooms.has(req.room)) {
+      state.joinQueue.push({ room: req.room, source: req.source });
+    }
+  }
+  state.requests.clear();
+  for (const room of state.rooms.values()) {
+    room.joined = false;
+    room.typing.forEach((t) => clearTimeout(t));
+    room.typing.clear();
+  }
+  state.typingRoom = null;
+  renderTyping();
+  renderOutbox();
+  if (state.rooms.size === 0 && state.joinQueue.length === 0) {
+    setConn("idle");
+    return;
+  }
+  console.info("shardchat: connection closed", code);
+  scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  if (!navigator.onLine) {
+    setConn("offline");
+    return;
+  }
+  // Exponential backoff with jitter, so that the clients of a restarted server do not all
+  // come back in the same instant.
+  const ceiling = Math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ** state.attempt);
+  const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  state.attempt++;
+  state.retryAt = Date.now() + delay;
+  state.retryTimer = setTimeout(connect, delay);
+  clearInterval(state.countdownTimer);
+  state.countdownTimer = setInterval(renderConn, 1000);
+  setConn("waiting");
+}
+
+function reconnectNow() {
+  state.attempt = 0;
+  connect();
+}
+
+window.addEventListener("online", () => {
+  if (state.conn === "offline" || state.conn === "waiting") reconnectNow();
+});
+window.addEventListener("offline", () => {
+  if (state.conn === "waiting") {
+    clearTimeout(state.retryTimer);
+    clearInterval(state.countdownTimer);
+    setConn("offline");
+  }
+});
+
+function send(obj) {
+  if (!state.ws || state.conn !== "open") return false;
+  state.ws.send(JSON.stringify(obj));
+  return true;
+}
+
+function startPing() {
+  clearInterval(state.pingTimer);
+  state.pingTimer = setInterval(() => {
+    if (Date.now() - state.lastHeard > PING_EVERY + PING_TIMEOUT) {
+      dropSocket(4000);
+      return;
+    }
+    if (Date.now() - state.lastHeard > PING_EVERY / 2) send({ type: "ping", ref: newRef("p") });
+  }, PING_EVERY / 2);
+}
+
+function setConn(conn) {
+  state.conn = conn;
+  document.body.dataset.conn = conn;
+  if (conn !== "waiting") clearInterval(state.countdownTimer);
+  renderConn();
+}
+
+function renderConn() {
+  let text;
+  let banner = "";
+  switch (state.conn) {
+    case "open":
+      text = "Connected";
+      break;
+    case "connecting":
+      text = state.everConnected ? "Reconnecting…" : "Connecting…";
+      banner = state.everConnected ? "Reconnecting…" : "";
+      break;
+    case "waiting": {
+      const secs = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+      text = secs > 0 ? `Reconnecting in ${secs} s` : "Reconnecting…";
+      banner = `Connection lost. ${text}.`;
+      break;
+    }
+    case "offline":
+      text = "Offline";
+      banner = "You are offline. shardchat reconnects when the network is back.";
+      break;
+    default:
+      text = "Not connected";
+  }
+  $("conn-text").textContent = text;
+  if (state.joinView && $("join-submit").disabled) {
+    const status = $("join-status");
+    if (state.conn === "waiting" || state.conn === "offline") {
+      status.textContent = `Cannot reach the server. ${text}.`;
+      status.classList.add("error");
+    } else if (status.classList.contains("error")) {
+      status.textContent = "Connecting…";
+      status.classList.remove("error");
+    }
+  }
+  $("banner-text").textContent = banner;
+  $("banner").hidden = !banner || state.rooms.size === 0;
+  $("banner-retry").hidden = state.conn !== "waiting" && state.conn !== "offline";
+}
+
+$("banner-retry").addEventListener("click", reconnectNow);
+
+// ---------------------------------------------------------------- server objects
+
+function handle(obj) {
+  switch (obj.type) {
+    case "welcome":
+      return onWelcome(obj);
+    case "joined":
+      return onJoined(obj);
+    case "message":
+      return onMessage(obj);
+    case "presence":
+      return onPresence(obj);
+    case "typing":
+      return onTyping(obj);
+    case "history":
+      return onHistory(obj);
+    case "users":
+      return onUsers(obj);
+    case "error":
+      return onError(obj);
+    default:
+      // left, pong, and types of later versions need nothing
+      state.requests.delete(obj.ref);
+  }
+}
+
+function onWelcome(obj) {
+  if (obj.limits) Object.assign(state.limits, obj.limits);
+  state.tokens = state.limits.burst;
+  state.tokensAt = performance.now();
+  state.everConnected = true;
+  setConn("open");
+  startPing();
+  if (state.rooms.size === 0) state.attempt = 0;
+  // Every room we were in, with what we already have, then the joins that waited.
+  for (const room of state.rooms.values()) sendJoin(room.name, "rejoin");
+  const queue = state.joinQueue.splice(0);
+  for (const j of queue) if (!state.rooms.has(j.room)) sendJoin(j.room, j.source);
+}
+
+// joinRoom asks to join a room from the join screen ("form"), the sidebar ("add") or a link
+// ("hash"). Without a connection the join waits for one.
+function joinRoom(name, source) {
+  if (state.rooms.has(name)) {
+    activate(name);
+    return;
+  }
+  if (state.connUser && state.connUser !== state.user) {
+    // A connection keeps the name of its first join; a new name needs a new connection.
+    dropSocket(1000);
+  }
+  if (state.conn === "open") {
+    sendJoin(name, source);
+  } else {
+    state.joinQueue = state.joinQueue.filter((j) => j.room !== name);
+    state.joinQueue.push({ room: name, source });
+    if (!state.ws) reconnectNow();
+  }
+}
+
+function sendJoin(name, source) {
+  const room = state.rooms.get(name);
+  const ref = newRef("j");
+  const req = { type: "join", room: name, user: state.user, ref };
+  if (room && room.epoch) req.since = { epoch: room.epoch, seq: room.lastSeq };
+  state.requests.set(ref, { kind: "join", room: name, source });
+  send(req);
+}
+
+function onJoined(obj) {
+  const req = state.requests.get(obj.ref) || { source: "rejoin" };
+  state.requests.delete(obj.ref);
+  state.user = state.connUser = obj.user;
+  state.attempt = 0;
+  rememberUser();
+
+  let room = state.rooms.get(obj.room);
+  const isNew = !room;
+  if (isNew && req.source === "rejoin") {
+    // We left this room while its rejoin was on its way.
+    send({ type: "leave", room: obj.room, ref: newRef("l") });
+    return;
+  }
+  if (isNew) room = createRoom(obj.room);
+  const wasShown = !!room.epoch;
+  const previousEpoch = room.epoch;
+  room.joined = true;
+  room.users = new Set(obj.users || []);
+  room.nameRetries = 0;
+
+  const history = obj.history || [];
+  if (obj.recovered) {
+    // Exactly what we missed: show it as if it had come live.
+    for (const m of history) onMessage(m);
+  } else {
+    if (wasShown) {
+      resetRoom(room);
+      addSys(room, "You were away too long to catch up, so some messages may be missing. Showing the latest ones.", "warn");
+    }
+    room.epoch = obj.epoch;
+    room.lastSeq = 0;
+    insertOlder(room, history, false);
+    room.atBottom = true;
+  }
+  room.epoch = obj.epoch;
+  room.lastSeq = Math.max(room.lastSeq, obj.seq || 0);
+  if (!obj.recovered && history.length < HISTORY_PAGE) markStart(room);
+
+  // Our messages that were on their way when the connection broke: the history showed those
+  // that were sent (see confirmOwn). The others go again, with the same ref, when the history
+  // proves they were not sent: it was recovered, or the room began a new epoch. Otherwise
+  // the writer decides.
+  const proof = obj.recovered || !wasShown || previousEpoch !== obj.epoch;
+  for (const entry of state.outbox.values()) {
+    if (entry.room !== room.name || entry.state !== "sent") continue;
+    if (proof) {
+      entry.state = "queued";
+    } else {
+      entry.state = "failed";
+      entry.error = "it may not have been sent.";
+    }
+  }
+
+  renderRoomList();
+  if (isNew && (["form", "add", "hash", "restore"].includes(req.source) || !state.active)) {
+    showChat();
+    activate(room.name);
+    if (req.source === "form" || req.source === "restore") clearJoinForm();
+  }
+  if (room.name === state.active) {
+    renderPeople();
+    stickIfAtBottom(room, true);
+    maybeLoadOlder(room);
+  }
+  saveSession();
+  flushOutbox();
+}
+
+// confirmOwn takes one of our messages out of the outbox once the server has ordered it:
+// its echo, or a history that holds it, carries the ref we gave it.
+function confirmOwn(m) {
+  if (m.user !== state.user || !m.ref || !state.outbox.has(m.ref)) return;
+  const entry = state.outbox.get(m.ref);
+  entry.node?.remove();
+  state.outbox.delete(m.ref);
+}
+
+function onMessage(m) {
+  const room = state.rooms.get(m.room);
+  if (!room || room.bySeq.has(m.seq)) return;
+  const mine = m.user === state.user;
+  confirmOwn(m);
+  clearTyping(room, m.user);
+  const wasAtBottom = isAtBottom(room);
+  insertMessage(room, m);
+  room.lastSeq = Math.max(room.lastSeq, m.seq);
+
+  const seen = room.name === state.active && !document.hidden;
+  if (!mine && !seen) {
+    room.unread++;
+    renderRoomList();
+    renderTitle();
+  }
+  if (room.name === state.active) {
+    if (mine || wasAtBottom) {
+      scrollToBottom(room);
+    } else {
+      room.newCount++;
+      renderMarker();
+    }
+    if (!mine) announce(`${m.user}: ${m.text}`);
+  }
+}
+
+function onPresence(obj) {
+  const room = state.rooms.get(obj.room);
+  if (!room) return;
+  if (obj.event === "join") {
+    room.users.add(obj.user);
+    addSys(room, `${obj.user} joined`);
+  } else {
+    room.users.delete(obj.user);
+    clearTyping(room, obj.user);
+    addSys(room, `${obj.user} left`);
+  }
+  if (room.name === state.active) renderPeople();
+}
+
+function onTyping(obj) {
+  const room = state.rooms.get(obj.room);
+  if (!room || obj.user === state.user) return;
+  clearTimeout(room.typing.get(obj.user));
+  if (obj.on) {
+    room.typing.set(obj.user, setTimeout(() => clearTyping(room, obj.user), TYPING_EXPIRE));
+  } else {
+    room.typing.delete(obj.user);
+  }
+  if (room.name === state.active) renderTyping();
+}
+
+function clearTyping(room, user) {
+  if (!room.typing.has(user)) return;
+  clearTimeout(room.typing.get(user));
+  room.typing.delete(user);
+  if (room.name === state.active) renderTyping();
+}
+
+function onHistory(obj) {
+  const req = state.requests.get(obj.ref);
+  state.requests.delete(obj.ref);
+  const room = state.rooms.get(obj.room);
+  if (!room || !req || req.epoch !== room.epoch) return;
+  room.loadingOlder = false;
+  const messages = obj.messages || [];
+  insertOlder(room, messages, true);
+  if (messages.length < req.limit) markStart(room);
+  else setHistoryTop(room, "");
+  // A short page may leave nothing to scroll: ask for more until there is.
+  maybeLoadOlder(room);
+}
+
+function onUsers(obj) {
+  state.requests.delete(obj.ref);
+  const room = state.rooms.get(obj.room);
+  if (!room) return;
+  room.users = new Set(obj.users || []);
+  if (room.name === state.active) renderPeople();
+}
+
+function onError(obj) {
+  const entry = obj.ref && state.outbox.get(obj.ref);
+  if (entry) return onMessageError(entry, obj);
+  const req = obj.ref && state.requests.get(obj.ref);
+  state.requests.delete(obj.ref);
+  if (req && req.kind === "join") return onJoinError(req, obj);
+  if (req && req.kind === "history") {
+    const room = state.rooms.get(req.room);
+    if (room) room.loadingOlder = false;
+    return;
+  }
+  if (obj.code === "rate_limited") {
+    notice("You are going a little fast. Give it a second.");
+    return;
+  }
+  notice(obj.message || `The server said ${obj.code}.`);
+}
+
+const friendly = {
+  name_taken: (room, user) => `Someone in #${room} is already called “${user}”. Pick another name.`,
+  invalid_room: () => "A room name starts with a letter or digit, then letters, digits, “.”, “_” or “-”, at most 64 in all.",
+  room_limit: () => `You can be in at most ${state.limits.rooms} rooms at once. Leave one first.`,
+  rate_limited: () => "Too many requests at once. Wait a moment, then try again.",
+};
+
+function explain(obj, room, user) {
+  const f = friendly[obj.code];
+  return f ? f(room, user) : obj.message || obj.code;
+}
+
+function onJoinError(req, obj) {
+  if (obj.code === "name_taken" && ["rejoin", "restore", "rejoin-later"].includes(req.source)) {
+    // Most likely our own previous connection, which the server has not seen die yet: it
+    // lets go of the name within a ping interval, so try again for a while.
+    const room = state.rooms.get(req.room);
+    const tries = room ? ++room.nameRetries : (state.restoreTries = (state.restoreTries || 0) + 1);
+    if (tries <= 20) {
+      if (room && tries === 1) addSys(room, `Waiting for your previous connection to let go of the name “${state.user}”…`, "warn");
+      setTimeout(() => {
+        if (state.conn === "open" && !(room && room.joined)) sendJoin(req.room, req.source);
+      }, NAME_RETRY);
+      return;
+    }
+  }
+  const message = explain(obj, req.room, state.user);
+  if (req.source === "form" || req.source === "restore") {
+    loadBusyRooms();
+    const field = ["name_taken", "invalid_user", "unauthorized"].includes(obj.code) ? "user" : "room";
+    if (!state.rooms.size) state.user = "";
+    showJoinView();
+    setJoinBusy(false);
+    fieldError(field === "user" ? "join-user" : "join-room", message);
+    $(field === "user" ? "join-user" : "join-room").focus();
+    return;
+  }
+  if (req.source === "add" || req.source === "hash") {
+    fieldError("add-room", message);
+    if (isNarrow()) openSidebar();
+    $("add-room").focus();
+    notice(message);
+    return;
+  }
+  const room = state.rooms.get(req.room);
+  if (room) addSys(room, `Could not rejoin: ${message}`, "warn");
+}
+
+// ---------------------------------------------------------------- rooms
+
+function createRoom(name) {
+  const scroller = el("div", "messages");
+  scroller.tabIndex = 0;
+  scroller.setAttribute("role", "log");
+  scroller.setAttribute("aria-live", "off"); // new messages are read out by the announcer
+  scroller.setAttribute("aria-label", `Messages in #${name}`);
+  scroller.hidden = true;
+  const top = el("div", "history-top");
+  const list = el("div", "list");
+  const pending = el("div", "pending-list");
+  scroller.append(top, list, pending);
+  $("timeline").append(scroller);
+
+  const room = {
+    name,
+    scroller,
+    top,
+    list,
+    pending,
+    joined: false,
+    epoch: "",
+    lastSeq: 0,
+    oldestSeq: 0,
+    bySeq: new Map(),
+    users: new Set(),
+    typing: new Map(),
+    unread: 0,
+    newCount: 0,
+    atBottom: true,
+    savedScroll: null,
+    loadingOlder: false,
+    atStart: false,
+    nameRetries: 0,
+    draft: "",
+  };
+  scroller.addEventListener("scroll", () => onScroll(room), { passive: true });
+  state.rooms.set(name, room);
+  return room;
+}
+
+function resetRoom(room) {
+  room.list.replaceChildren();
+  room.bySeq.clear();
+  room.oldestSeq = 0;
+  room.lastSeq = 0;
+  room.atStart = false;
+  room.loadingOlder = false;
+  room.newCount = 0;
+  setHistoryTop(room, "");
+}
+
+function leaveRoom(name) {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  send({ type: "leave", room: name, ref: newRef("l") });
+  if (state.typingRoom === name) state.typingRoom = null;
+  room.typing.forEach((t) => clearTimeout(t));
+  for (const [ref, entry] of state.outbox) if (entry.room === name) state.outbox.delete(ref);
+  room.scroller.remove();
+  const names = [...state.rooms.keys()];
+  const i = names.indexOf(name);
+  state.rooms.delete(name);
+  saveSession();
+  if (state.rooms.size === 0) {
+    state.active = null;
+    history.replaceState(null, "", location.pathname + location.search);
+    showJoinView();
+    $("join-room").value = name;
+    $("join-user").value = state.user;
+    $("join-room").focus();
+    return;
+  }
+  renderRoomList();
+  if (state.active === name) activate(names[i + 1] || names[i - 1]);
+}
+
+function activate(name) {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  const prev = state.rooms.get(state.active);
+  if (prev && prev !== room) {
+    prev.savedScroll = prev.atBottom ? null : prev.scroller.scrollTop;
+    prev.scroller.hidden = true;
+    prev.draft = $("text").value;
+    stopTyping();
+  }
+  state.active = name;
+  room.scroller.hidden = false;
+  room.unread = 0;
+  if (room.savedScroll == null) scrollToBottom(room);
+  else room.scroller.scrollTop = room.savedScroll;
+  if (prev !== room) {
+    $("text").value = room.draft;
+    autosize();
+  }
+  $("room-title").textContent = name;
+  $("text").placeholder = `Message #${name}`;
+  $("text-label").textContent = `Message #${name}`;
+  if (location.hash.slice(1) !== name) history.replaceState(null, "", `#${name}`);
+  renderRoomList();
+  renderPeople();
+  renderTyping();
+  renderMarker();
+  renderTitle();
+  updateSend();
+  closeSidebar();
+  saveSession();
+  maybeLoadOlder(room);
+}
+
+// ---------------------------------------------------------------- messages
+
+function avatarFor(user, small) {
+  const a = el("span", small ? "avatar small" : "avatar", [...user.trim()][0] || "?");
+  a.setAttribute("aria-hidden", "true");
+  let h = 0;
+  for (const ch of user) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  a.style.setProperty("--hue", String(h % 360));
+  return a;
+}
+
+function formatTime(ts) {
+  const d = new Date(ts);
+  const now = new Date();
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })}, ${time}`;
+}
+
+// appendText fills node with text, with web addresses as links. Everything goes in as text
+// nodes; a link gets its address only when it parses as http or https.
+function appendText(node, text) {
+  const re = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'’”]/g;
+  let last = 0;
+  for (const match of text.matchAll(re)) {
+    let url;
+    try {
+      url = new URL(match[0]);
+    } catch {
+      continue;
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") continue;
+    node.append(text.slice(last, match.index));
+    const a = el("a", null, match[0]);
+    a.href = url.href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    node.append(a);
+    last = match.index + match[0].length;
+  }
+  node.append(text.slice(last));
+}
+
+function messageNode(m, { pending } = {}) {
+  const mine = m.user === state.user;
+  const node = el("div", "msg");
+  if (mine) node.classList.add("own");
+  if (pending) node.classList.add("pending");
+  if (m.seq) node.dataset.seq = String(m.seq);
+  node.dataset.user = m.user;
+  node.dataset.ts = String(m.ts || 0);
+
+  const body = el("div", "body");
+  const meta = el("div", "meta");
+  meta.append(el("span", "author", m.user));
+  if (mine) meta.append(el("span", "you", "you"));
+  if (m.ts) {
+    const time = el("time", null, formatTime(m.ts));
+    time.dateTime = new Date(m.ts).toISOString();
+    time.title = new Date(m.ts).toLocaleString();
+    meta.append(time);
+  }
+  const text = el("div", "text");
+  appendText(text, m.text);
+  body.append(meta, text);
+  node.append(avatarFor(m.user), body);
+  return node;
+}
+
+// groups decides whether node continues the group of the message before it.
+function regroup(node) {
+  if (!node || !node.classList.contains("msg")) return;
+  const prev = node.previousElementSibling;
+  const cont =
+    prev &&
+    prev.classList.contains("msg") &&
+    prev.dataset.user === node.dataset.user &&
+    Math.abs(Number(node.dataset.ts) - Number(prev.dataset.ts)) < GROUP_MS;
+  node.classList.toggle("cont", !!cont);
+}
+
+function insertMessage(room, m) {
+  const node = messageNode(m);
+  room.bySeq.set(m.seq, node);
+  let before = null;
+  if (m.seq < room.lastSeq) {
+    // Rare: older than the newest shown. Find its place.
+    for (const child of room.list.children) {
+      if (child.dataset.seq && Number(child.dataset.seq) > m.seq) {
+        before = child;
+        break;
+      }
+    }
+  }
+  room.list.insertBefore(node, before);
+  regroup(node);
+  regroup(node.nextElementSibling);
+  if (!room.oldestSeq || m.seq < room.oldestSeq) room.oldestSeq = m.seq;
+}
+
+// insertOlder puts messages (oldest first) above everything shown, keeping what the reader
+// looks at in place.
+function insertOlder(room, messages, keepScroll) {
+  const fresh = messages.filter((m) => !room.bySeq.has(m.seq));
+  if (!fresh.length) return;
+  const first = room.list.firstElementChild;
+  const fromBottom = room.scroller.scrollHeight - room.scroller.scrollTop;
+  const frag = document.createDocumentFragment();
+  const nodes = [];
+  for (const m of fresh) {
+    confirmOwn(m);
+    const node = messageNode(m);
+    room.bySeq.set(m.seq, node);
+    nodes.push(node);
+    frag.append(node);
+    if (!room.oldestSeq || m.seq < room.oldestSeq) room.oldestSeq = m.seq;
+    room.lastSeq = Math.max(room.lastSeq, m.seq);
+  }
+  room.list.insertBefore(frag, first);
+  for (const node of nodes) regroup(node);
+  regroup(first);
+  if (keepScroll) room.scroller.scrollTop = room.scroller.scrollHeight - fromBottom;
+}
+
+function addSys(room, text, kind) {
+  const wasAtBottom = isAtBottom(room);
+  const node = el("div", kind ? `sys ${kind}` : "sys", text);
+  room.list.append(node);
+  if (room.name === state.active && wasAtBottom) scrollToBottom(room);
+}
+
+function setHistoryTop(room, text, title) {
+  room.top.replaceChildren();
+  if (title) room.top.append(el("span", "start-title", title));
+  if (text) room.top.append(text);
+}
+
+function markStart(room) {
+  room.atStart = true;
+  if (room.oldestSeq <= 1) {
+    setHistoryTop(room, `This is the very beginning of #${room.name}.`, `#${room.name}`);
+  } else {
+    setHistoryTop(room, "Older messages are no longer kept.", `#${room.name}`);
+  }
+}
+
+function maybeLoadOlder(room) {
+  if (room.loadingOlder || room.atStart || !room.joined || room.name !== state.active) return;
+  if (room.oldestSeq <= 1) {
+    if (room.bySeq.size || room.lastSeq === 0) markStart(room);
+    return;
+  }
+  if (room.scroller.scrollTop > 120 && room.scroller.scrollHeight > room.scroller.clientHeight) return;
+  const ref = newRef("h");
+  room.loadingOlder = true;
+  state.requests.set(ref, { kind: "history", room: room.name, epoch: room.epoch, limit: HISTORY_PAGE });
+  setHistoryTop(room, "Loading older messages…");
+  if (!send({ type: "history", room: room.name, before: room.oldestSeq, limit: HISTORY_PAGE, ref })) {
+    room.loadingOlder = false;
+  }
+}
+
+function isAtBottom(room) {
+  const s = room.scroller;
+  if (s.hidden) return room.savedScroll == null;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 48;
+}
+
+function scrollToBottom(room) {
+  room.scroller.scrollTop = room.scroller.scrollHeight;
+  room.atBottom = true;
+  room.newCount = 0;
+  room.savedScroll = null;
+  if (room.name === state.active) renderMarker();
+}
+
+function stickIfAtBottom(room, force) {
+  if (force || room.atBottom) scrollToBottom(room);
+}
+
+function onScroll(room) {
+  if (room.scroller.hidden) return;
+  room.atBottom = isAtBottom(room);
+  if (room.atBottom && room.newCount) {
+    room.newCount = 0;
+    renderMarker();
+  }
+  if (room.scroller.scrollTop < 120) maybeLoadOlder(room);
+}
+
+// ---------------------------------------------------------------- sending
+
+function textBytes(text) {
+  return new TextEncoder().encode(text).length;
+}
+
+function submitMessage() {
+  const room = state.rooms.get(state.active);
+  const textarea = $("text");
+  const text = textarea.value;
+  if (!room || !text.trim()) return;
+  const bytes = textBytes(text);
+  if (bytes > state.limits.text) {
+    composerNote(`That message is ${bytes - state.limits.text} bytes too long (the limit is ${state.limits.text}).`, "error");
+    return;
+  }
+  const ref = newRef("m");
+  const entry = { ref, room: room.name, text, state: "queued", node: null, error: "" };
+  state.outbox.set(ref, entry);
+  textarea.value = "";
+  room.draft = "";
+  autosize();
+  updateSend();
+  // Sending a message ends typing on the server, which tells the others itself.
+  state.typingRoom = null;
+  clearTimeout(state.typingIdleTimer);
+  flushOutbox();
+  renderOutbox();
+  scrollToBottom(room);
+}
+
+function refillTokens() {
+  const now = performance.now();
+  state.tokens = Math.min(state.limits.burst, state.tokens + ((now - state.tokensAt) / 1000) * state.limits.rate);
+  state.tokensAt = now;
+}
+
+// flushOutbox sends queued messages in order, no faster than the server's rate limit allows,
+// so that a burst of typing waits politely instead of being refused.
+function flushOutbox() {
+  clearTimeout(state.outboxTimer);
+  if (state.conn !== "open") return;
+  const blocked = new Set();
+  for (const entry of state.outbox.values()) {
+    if (entry.state !== "queued") continue;
+    const room = state.rooms.get(entry.room);
+    if (!room || !room.joined || blocked.has(entry.room)) {
+      blocked.add(entry.room);
+      continue;
+    }
+    refillTokens();
+    if (state.tokens < 1) {
+      const wait = Math.ceil(((1 - state.tokens) / state.limits.rate) * 1000);
+      state.outboxTimer = setTimeout(flushOutbox, Math.max(50, wait));
+      composerNote("Sending a little slower to stay within the server's limit…", "warn");
+      renderOutbox();
+      return;
+    }
+    state.tokens -= 1;
+    if (send({ type: "message", room: entry.room, text: entry.text, ref: entry.ref })) entry.state = "sent";
+  }
+  composerNote("");
+  renderOutbox();
+}
+
+function onMessageError(entry, obj) {
+  switch (obj.code) {
+    case "rate_limited":
+    case "unavailable":
+      entry.state = "queued";
+      state.tokens = 0;
+      state.tokensAt = performance.now();
+      composerNote("The server asked us to slow down; your message goes out in a moment.", "warn");
+      clearTimeout(state.outboxTimer);
+      state.outboxTimer = setTimeout(flushOutbox, 1000);
+      break;
+    case "not_joined":
+      entry.state = "queued"; // goes again after the rejoin
+      break;
+    default:
+      entry.state = "failed";
+      entry.error = obj.message || obj.code;
+  }
+  renderOutbox();
+}
+
+function renderOutbox() {
+  for (const entry of state.outbox.values()) {
+    const room = state.rooms.get(entry.room);
+    if (!room) continue;
+    if (!entry.node) {
+      entry.node = messageNode({ user: state.user, text: entry.text, ts: 0 }, { pending: true });
+      entry.status = el("div", "msg-status");
+      entry.node.querySelector(".body").append(entry.status);
+      room.pending.append(entry.node);
+    }
+    let status;
+    if (entry.state === "failed") status = `Not sent: ${entry.error}`;
+    else if (state.conn !== "open" || !room.joined) status = "Waiting for the connection…";
+    else status = "Sending…";
+    entry.node.classList.toggle("failed", entry.state === "failed");
+    if (entry.status.dataset.status === status) continue;
+    entry.status.dataset.status = status;
+    entry.status.replaceChildren(el("span", null, status));
+    if (entry.state === "failed") {
+      const retry = el("button", null, "Retry");
+      retry.type = "button";
+      retry.addEventListener("click", () => {
+        entry.state = "queued";
+        flushOutbox();
+      });
+      const discard = el("button", null, "Discard");
+      discard.type = "button";
+      discard.addEventListener("click", () => {
+        entry.node.remove();
+        state.outbox.delete(entry.ref);
+      });
+      entry.status.append(retry, discard);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- typing
+
+function onComposerInput() {
+  autosize();
+  updateSend();
+  const room = state.rooms.get(state.active);
+  if (!room) return;
+  room.draft = $("text").value;
+  if (!$("text").value.trim()) {
+    stopTyping();
+    return;
+  }
+  const now = Date.now();
+  if (state.typingRoom !== room.name || now - state.typingSentAt >= TYPING_SEND_EVERY) {
+    if (room.joined && send({ type: "typing", room: room.name, on: true })) {
+      state.typingRoom = room.name;
+      state.typingSentAt = now;
+    }
+  }
+  clearTimeout(state.typingIdleTimer);
+  state.typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE);
+}
+
+function stopTyping() {
+  clearTimeout(state.typingIdleTimer);
+  const name = state.typingRoom;
+  state.typingRoom = null;
+  const room = name && state.rooms.get(name);
+  if (room && room.joined) send({ type: "typing", room: name, on: false });
+}
+
+function renderTyping() {
+  const room = state.rooms.get(state.active);
+  const names = room ? [...room.typing.keys()] : [];
+  let text = "";
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length === 3) text = `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+  else if (names.length > 3) text = "Several people are typing…";
+  $("typing").textContent = text;
+}
+
+// ---------------------------------------------------------------- rendering
+
+function renderRoomList() {
+  const list = $("room-list");
+  const items = [];
+  let unreadElsewhere = 0;
+  for (const room of state.rooms.values()) {
+    const li = el("li");
+    if (room.name === state.active) li.classList.add("active");
+    if (room.unread) li.classList.add("unread");
+    const btn = el("button", "room-btn");
+    btn.type = "button";
+    btn.dataset.room = room.name;
+    btn.append(el("span", "hash", "#"), el("span", "name", room.name));
+    if (room.name === state.active) btn.setAttribute("aria-current", "page");
+    if (room.unread) {
+      const badge = el("span", "badge", room.unread > 99 ? "99+" : String(room.unread));
+      btn.append(badge);
+      btn.setAttribute("aria-label", `${room.name}, ${room.unread} unread`);
+      if (room.name !== state.active) unreadElsewhere += room.unread;
+    }
+    btn.addEventListener("click", () => activate(room.name));
+    const leave = el("button", "room-leave", "✕");
+    leave.type = "button";
+    leave.setAttribute("aria-label", `Leave #${room.name}`);
+    leave.title = `Leave #${room.name}`;
+    leave.addEventListener("click", () => leaveRoom(room.name));
+    li.append(btn, leave);
+    items.push(li);
+  }
+  // Keep the focus on the same control across the re-render.
+  const focused = document.activeElement?.closest?.("#room-list li button");
+  const focusKey = focused && [focused.className, focused.closest("li").querySelector(".room-btn").dataset.room];
+  list.replaceChildren(...items);
+  if (focusKey) {
+    const again = list.querySelector(`.room-btn[data-room="${CSS.escape(focusKey[1])}"]`)?.closest("li");
+    again?.querySelector(`.${focusKey[0].split(" ")[0]}`)?.focus();
+  }
+  const badge = $("menu-badge");
+  badge.hidden = !unreadElsewhere;
+  badge.textContent = unreadElsewhere > 99 ? "99+" : String(unreadElsewhere);
+  renderTitle();
+}
+
+function renderPeople() {
+  const room = state.rooms.get(state.active);
+  const users = room ? [...room.users].sort((a, b) => a.localeCompare(b)) : [];
+  const items = users.map((user) => {
+    const li = el("li");
+    li.dataset.user = user;
+    li.append(avatarFor(user, true), el("span", "name", user));
+    if (user === state.user) li.append(el("span", "you", "you"));
+    const dot = el("span", "online");
+    dot.setAttribute("aria-hidden", "true");
+    li.append(dot);
+    return li;
+  });
+  $("people-list").replaceChildren(...items);
+  $("people-count").textContent = String(users.length);
+  $("people-title").textContent = `Online · ${users.length}`;
+}
+
+function renderMarker() {
+  const room = state.rooms.get(state.active);
+  const n = room ? room.newCount : 0;
+  $("new-marker").hidden = !n;
+  $("new-marker").textContent = n === 1 ? "1 new message ↓" : `${n} new messages ↓`;
+}
+
+function renderTitle() {
+  let unread = 0;
+  for (const room of state.rooms.values()) unread += room.unread;
+  const where = state.active ? `#${state.active} · ` : "";
+  document.title = `${unread ? `(${unread}) ` : ""}${where}shardchat`;
+}
+
+function announce(text) {
+  $("announcer").textContent = text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+let noticeTimer = 0;
+function notice(text) {
+  const n = $("notice");
+  n.textContent = text;
+  n.hidden = state.joinView;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (n.hidden = true), 6000);
+}
+
+function composerNote(text, kind) {
+  const n = $("composer-note");
+  if (n.textContent === text) return;
+  n.textContent = text;
+  n.className = kind ? `composer-note ${kind}` : "composer-note";
+}
+
+function autosize() {
+  const t = $("text");
+  t.style.height = "auto";
+  t.style.height = `${t.scrollHeight}px`;
+}
+
+function updateSend() {
+  const text = $("text").value;
+  $("send-btn").disabled = !text.trim();
+  if (textBytes(text) > state.limits.text) {
+    composerNote(`${textBytes(text) - state.limits.text} bytes over the limit of ${state.limits.text}.`, "error");
+  } else if ($("composer-note").classList.contains("error")) {
+    composerNote("");
+  }
+}
+
+// ---------------------------------------------------------------- views
+
+function showChat() {
+  state.joinView = false;
+  $("join-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("me-name").textContent = state.user;
+  $("me-avatar").replaceWith(Object.assign(avatarFor(state.user, true), { id: "me-avatar" }));
+  renderConn();
+  stopBusyRooms();
+  setJoinBusy(false);
+  $("text").focus();
+}
+
+function showJoinView() {
+  state.joinView = true;
+  $("chat-view").hidden = true;
+  $("join-view").hidden = false;
+  startBusyRooms();
+}
+
+function setJoinBusy(busy, text) {
+  $("join-submit").disabled = busy;
+  const status = $("join-status");
+  status.textContent = text || "";
+  status.classList.remove("error");
+}
+
+function fieldError(id, message) {
+  const input = $(id);
+  const error = $(`${id}-error`);
+  error.textContent = message || "";
+  error.hidden = !message;
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
+
+function clearJoinForm() {
+  fieldError("join-user", "");
+  fieldError("join-room", "");
+  setJoinBusy(false);
+}
+
+function validUser(user) {
+  const n = [...user].length;
+  if (n === 0) return "Enter a name.";
+  if (n > 32) return "At most 32 characters.";
+  if (CONTROL_RE.test(user)) return "No control characters, please.";
+  return "";
+}
+
+function validRoom(room) {
+  if (!room) return "Enter a room.";
+  return ROOM_RE.test(room) ? "" : friendly.invalid_room();
+}
+
+$("join-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const user = $("join-user").value.trim();
+  const room = $("join-room").value.trim().replace(/^#/, "");
+  const userErr = validUser(user);
+  const roomErr = validRoom(room);
+  fieldError("join-user", userErr);
+  fieldError("join-room", roomErr);
+  if (userErr || roomErr) {
+    $(userErr ? "join-user" : "join-room").focus();
+    return;
+  }
+  state.user = user;
+  setJoinBusy(true, `Joining #${room}…`);
+  joinRoom(room, "form");
+});
+
+for (const id of ["join-user", "join-room", "add-room"]) {
+  $(id).addEventListener("input", () => fieldError(id, ""));
+}
+
+$("add-room-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const room = $("add-room").value.trim().replace(/^#/, "");
+  const err = validRoom(room);
+  fieldError("add-room", err);
+  if (err) return;
+  if (!state.rooms.has(room) && state.rooms.size >= state.limits.rooms) {
+    fieldError("add-room", friendly.room_limit());
+    return;
+  }
+  $("add-room").value = "";
+  joinRoom(room, "add");
+});
+
+$("composer").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  submitMessage();
+  $("text").focus();
+});
+
+let swallowBreak = false;
+$("text").addEventListener("keydown", (ev) => {
+  swallowBreak = false;
+  if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
+    ev.preventDefault();
+    swallowBreak = true;
+    submitMessage();
+  }
+});
+// Some input paths (DevTools key events, a few virtual keyboards) deliver the line break of
+// an Enter whose keydown was cancelled as an insertion of its own, before the keyup.
+$("text").addEventListener("beforeinput", (ev) => {
+  if (swallowBreak && (ev.inputType === "insertLineBreak" || ev.inputType === "insertParagraph")) {
+    ev.preventDefault();
+  }
+  swallowBreak = false;
+});
+$("text").addEventListener("keyup", () => (swallowBreak = false));
+$("text").addEventListener("input", onComposerInput);
+$("text").addEventListener("blur", stopTyping);
+
+$("new-marker").addEventListener("click", () => {
+  const room = state.rooms.get(state.active);
+  if (room) scrollToBottom(room);
+  $("text").focus();
+});
+
+$("leave-btn").addEventListener("click", () => state.active && leaveRoom(state.active));
+
+// The people panel and the room list become overlays on narrow screens.
+function isNarrow() {
+  return window.matchMedia("(max-width: 720px)").matches;
+}
+function peopleOverlay() {
+  return window.matchMedia("(max-width: 1000px)").matches;
+}
+function setPeople(open) {
+  $("chat-view").classList.toggle("people-closed", !open);
+  $("people-btn").setAttribute("aria-expanded", String(open));
+}
+setPeople(!peopleOverlay());
+$("people-btn").addEventListener("click", () => {
+  const open = $("chat-view").classList.contains("people-closed");
+  setPeople(open);
+  if (open && peopleOverlay()) $("close-people").focus();
+});
+$("close-people").addEventListener("click", () => {
+  setPeople(false);
+  $("people-btn").focus();
+});
+
+function openSidebar() {
+  $("chat-view").classList.add("sidebar-open");
+  $("scrim").hidden = false;
+  $("menu-btn").setAttribute("aria-expanded", "true");
+  $("room-list").querySelector(".active .room-btn")?.focus();
+}
+function closeSidebar() {
+  if (!$("chat-view").classList.contains("sidebar-open")) return;
+  $("chat-view").classList.remove("sidebar-open");
+  $("scrim").hidden = true;
+  $("menu-btn").setAttribute("aria-expanded", "false");
+}
+$("menu-btn").addEventListener("click", openSidebar);
+$("close-sidebar").addEventListener("click", () => {
+  closeSidebar();
+  $("menu-btn").focus();
+});
+$("scrim").addEventListener("click", closeSidebar);
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape") {
+    if ($("chat-view").classList.contains("sidebar-open")) {
+      closeSidebar();
+      $("menu-btn").focus();
+    } else if (peopleOverlay() && !$("chat-view").classList.contains("people-closed")) {
+      setPeople(false);
+      $("people-btn").focus();
+    }
+  }
+  // Alt+Up and Alt+Down move between rooms, as in other chat apps.
+  if (ev.altKey && (ev.key === "ArrowUp" || ev.key === "ArrowDown") && state.rooms.size > 1) {
+    ev.preventDefault();
+    const names = [...state.rooms.keys()];
+    const i = names.indexOf(state.active);
+    const next = names[(i + (ev.key === "ArrowDown" ? 1 : names.length - 1)) % names.length];
+    activate(next);
+    $("text").focus();
+  }
+});
+
+document.addEventListener("visibilitychange", () => {
+  const room = state.rooms.get(state.active);
+  if (!document.hidden && room && room.unread) {
+    room.unread = 0;
+    renderRoomList();
+  }
+});
+
+window.addEventListener("hashchange", () => {
+  const name = decodeURIComponent(location.hash.slice(1));
+  if (!name || name === state.active) return;
+  if (state.rooms.has(name)) activate(name);
+  else if (ROOM_RE.test(name) && !state.joinView) joinRoom(name, "hash");
+  else if (state.joinView) $("join-room").value = name;
+});
+
+// ---------------------------------------------------------------- busy rooms
+
+let busyTimer = 0;
+async function loadBusyRooms() {
+  try {
+    const res = await fetch("/api/rooms", { cache: "no-store" });
+    if (!res.ok) return;
+    const body = await res.json();
+    renderBusyRooms(Array.isArray(body.rooms) ? body.rooms : []);
+  } catch {
+    // The list is a nicety; the form works without it.
+  }
+}
+
+function renderBusyRooms(rooms) {
+  const chips = rooms.slice(0, 12).map((r) => {
+    const li = el("li");
+    const b = el("button", "chip");
+    b.type = "button";
+    b.dataset.room = r.room;
+    b.append(el("span", "name", `#${r.room}`), el("span", "count", r.members === 1 ? "1 person" : `${r.members} people`));
+    b.addEventListener("click", () => {
+      $("join-room").value = r.room;
+      fieldError("join-room", "");
+      if ($("join-user").value.trim()) $("join-form").requestSubmit();
+      else $("join-user").focus();
+    });
+    li.append(b);
+    return li;
+  });
+  $("busy-rooms").replaceChildren(...chips);
+  $("busy-empty").hidden = rooms.length > 0;
+  $("room-suggestions").replaceChildren(
+    ...rooms.filter((r) => !state.rooms.has(r.room)).map((r) => Object.assign(el("option"), { value: r.room })),
+  );
+}
+
+function startBusyRooms() {
+  loadBusyRooms();
+  clearInterval(busyTimer);
+  busyTimer = setInterval(loadBusyRooms, 10000);
+}
+
+function stopBusyRooms() {
+  clearInterval(busyTimer);
+  // One more look, for the sidebar's suggestions.
+  loadBusyRooms();
+}
+
+// ---------------------------------------------------------------- memory
+
+function rememberUser() {
+  try {
+    localStorage.setItem("shardchat.user", state.user);
+  } catch {
+    // storage may be off; the page works without it
+  }
+}
+
+// saveSession lets a reload come back to the same rooms in this tab.
+function saveSession() {
+  try {
+    if (state.rooms.size === 0) sessionStorage.removeItem("shardchat.session");
+    else sessionStorage.setItem("shardchat.session", JSON.stringify({ user: state.user, rooms: [...state.rooms.keys()], active: state.active }));
+  } catch {
+    // as above
+  }
+}
+
+function readSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem("shardchat.session") || "null");
+    if (s && typeof s.user === "string" && Array.isArray(s.rooms)) return s;
+  } catch {
+    // as above
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- start
+
+function start() {
+  const hashRoom = decodeURIComponent(location.hash.slice(1));
+  let saved = null;
+  try {
+    $("join-user").value = localStorage.getItem("shardchat.user") || "";
+  } catch {
+    // as above
+  }
+  $("join-room").value = ROOM_RE.test(hashRoom) ? hashRoom : "general";
+  saved = readSession();
+  showJoinView();
+  renderConn();
+  if (saved && saved.user && !validUser(saved.user) && saved.rooms.length) {
+    state.user = saved.user;
+    $("join-user").value = saved.user;
+    const rooms = saved.rooms.filter((r) => ROOM_RE.test(r));
+    const first = ROOM_RE.test(hashRoom) ? hashRoom : saved.active && rooms.includes(saved.active) ? saved.active : rooms[0];
+    setJoinBusy(true, `Rejoining #${first} as ${saved.user}…`);
+    joinRoom(first, "restore");
+    for (const r of rooms) if (r !== first) joinRoom(r, "rejoin-later");
+  } else if ($("join-user").value) {
+    $("join-submit").focus();
+  } else {
+    $("join-user").focus();
+  }
+}
+
+start();
