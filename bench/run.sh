@@ -44,8 +44,11 @@ if [ -z "$addr" ]; then
 fi
 echo "listening on $addr"
 
+# The load average before each scenario goes into the page: figures taken while something
+# else kept the machine busy are not comparable.
 for s in $SCENARIOS; do
 	echo "== shardchat bench --scenario $s --url ws://$addr/ws"
+	cut -d ' ' -f 1 /proc/loadavg >"$work/$s.load" 2>/dev/null || echo unknown >"$work/$s.load"
 	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" | tee "$work/$s.md"
 done
 
@@ -74,6 +77,8 @@ mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/de
 	for s in $SCENARIOS; do
 		echo
 		echo "## Scenario $s"
+		echo
+		echo "\`shardchat bench --scenario $s --url ws://$addr/ws\`, with a 1-minute load average of $(cat "$work/$s.load") before it:"
 		echo
 		cat "$work/$s.md"
 	done
