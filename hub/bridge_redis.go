@@ -116,6 +116,7 @@ type RedisBridge struct {
 	live        atomic.Pointer[[]string] // nodes alive at the last heartbeat
 	heartbeatOK atomic.Bool
 	probeOK     atomic.Bool
+	unreachable atomic.Bool // the last call failed for want of a connection
 
 	// Guarded by mu.
 	mu      sync.Mutex
@@ -254,6 +255,21 @@ func (b *RedisBridge) callCtx(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, b.cfg.Timeout)
 }
 
+// noteCall records whether a Redis call got an answer. The first answer after calls failed
+// for want of a connection wakes the subscriptions that wait to be made again: each moment
+// they wait is messages their rooms' streams must still hold when they come back.
+func (b *RedisBridge) noteCall(err error) {
+	if err == nil {
+		if b.unreachable.CompareAndSwap(true, false) {
+			b.subs.wakeAll()
+		}
+		return
+	}
+	if _, isRedisErr := rueidis.IsRedisErr(err); !isRedisErr {
+		b.unreachable.Store(true)
+	}
+}
+
 // Join claims the name in Redis, listens to the room, seats the member in the room's shard
 // and tells every host.
 func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
@@ -298,6 +314,7 @@ func (b *RedisBridge) claim(ctx context.Context, room, user string) (int64, []st
 	args := []string{user, b.cfg.Node, newEpoch(), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}
 	args = append(args, *b.dead.Load()...)
 	res, err := claimScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.meta(room), b.keys.log(room)}, args).ToArray()
+	b.noteCall(err)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -397,6 +414,7 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 		[]string{newEpoch(), string(head), string(tail), req.User, strconv.Itoa(b.cfg.History),
 			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), flag(b.sharded)},
 	).Error()
+	b.noteCall(err)
 	if err != nil {
 		b.metrics.errors.WithLabelValues("publish").Inc()
 		if ctx.Err() != nil {
@@ -511,6 +529,7 @@ func (b *RedisBridge) readState(room string, after uint64) shard.RoomState {
 	res, err := stateScript.Exec(ctx, b.client, []string{b.keys.meta(room), b.keys.log(room)},
 		[]string{strconv.FormatUint(after, 10), strconv.Itoa(b.cfg.History), newEpoch(),
 			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
+	b.noteCall(err)
 	if err == nil && len(res) != 3 {
 		err = errors.New("state: want 3 values")
 	}

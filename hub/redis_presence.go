@@ -51,6 +51,7 @@ func (b *RedisBridge) heartbeatLoop() {
 func (b *RedisBridge) heartbeat(ctx context.Context) error {
 	res, err := heartbeatScript.Exec(ctx, b.client, []string{b.keys.nodes()},
 		[]string{b.cfg.Node, strconv.FormatInt(b.cfg.NodeTTL.Milliseconds(), 10)}).ToArray()
+	b.noteCall(err)
 	if err == nil && len(res) != 2 {
 		err = errBadPayload
 	}

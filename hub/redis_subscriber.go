@@ -31,6 +31,8 @@ type subscriber struct {
 	subs    map[string]*roomSub
 	stopped bool
 	wg      sync.WaitGroup // one per roomSub goroutine; Add under mu
+
+	wake atomic.Pointer[chan struct{}] // closed (and replaced) when Redis answers again
 }
 
 // roomSub is the subscription of one room, held while members here are in the room.
@@ -49,6 +51,8 @@ type roomSub struct {
 
 func newSubscriber(b *RedisBridge) *subscriber {
 	s := &subscriber{b: b, subs: make(map[string]*roomSub)}
+	wake := make(chan struct{})
+	s.wake.Store(&wake)
 	s.lastProbe.Store(time.Now().UnixNano())
 	return s
 }
@@ -163,12 +167,23 @@ func (s *subscriber) unsubscribeCmd(channel string) rueidis.Completed {
 
 // run holds the room's subscription until the room is unwatched.
 func (s *subscriber) run(rs *roomSub) {
-	s.hold(rs.ctx, s.b.keys.channel(rs.room), rs, func(payload string) { s.b.deliver(rs.room, payload) })
+	s.hold(rs.ctx, s.b.keys.channel(rs.room), rs, 2*time.Second, func(payload string) { s.b.deliver(rs.room, payload) })
 }
 
-// hold subscribes to channel and makes the subscription again after every loss, until ctx is
-// done. onMessage runs in rueidis' receive loop and must not block.
-func (s *subscriber) hold(ctx context.Context, channel string, rs *roomSub, onMessage func(string)) {
+// wakeAll makes every subscription that waits to try again do it now: Redis answers again.
+// Rooms wait long between tries, so that an outage does not turn into a storm of dials; the
+// first call that gets through (the probe tries often) wakes them, so that a room misses as
+// few messages as can be, and fills the gap from a stream that still holds them.
+// It never blocks, so rueidis hooks may call it.
+func (s *subscriber) wakeAll() {
+	next := make(chan struct{})
+	close(*s.wake.Swap(&next))
+}
+
+// hold subscribes to channel and makes the subscription again after every loss, waiting at
+// most maxBackoff (or until wakeAll) between tries, until ctx is done. onMessage runs in
+// rueidis' receive loop and must not block.
+func (s *subscriber) hold(ctx context.Context, channel string, rs *roomSub, maxBackoff time.Duration, onMessage func(string)) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		actx, acancel := context.WithCancel(ctx)
@@ -183,6 +198,8 @@ func (s *subscriber) hold(ctx context.Context, channel string, rs *roomSub, onMe
 				s.b.metrics.resubscribes.Inc()
 				if rs.room != "" {
 					s.b.resync(rs.room) // never blocks: this runs in rueidis' pipeline
+				} else {
+					s.wakeAll() // the probe is back
 				}
 			}
 			rs.once.Do(func() { close(rs.ready) })
@@ -195,12 +212,14 @@ func (s *subscriber) hold(ctx context.Context, channel string, rs *roomSub, onMe
 		if err != nil && !errors.Is(err, context.Canceled) {
 			s.b.metrics.errors.WithLabelValues("subscribe").Inc()
 			s.b.log.Debug("subscription lost; subscribing again", "channel", channel, "err", err, "backoff", backoff)
+			wake := *s.wake.Load()
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(backoff):
+			case <-wake:
 			}
-			backoff = min(2*backoff, 2*time.Second)
+			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		backoff = 50 * time.Millisecond
@@ -238,7 +257,7 @@ func (s *subscriber) runProbe() {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
-		s.hold(ctx, channel, probe, func(payload string) {
+		s.hold(ctx, channel, probe, 250*time.Millisecond, func(payload string) {
 			if sent, err := strconv.ParseInt(strings.TrimPrefix(payload, "probe "), 10, 64); err == nil && sent > s.lastProbe.Load() {
 				s.lastProbe.Store(sent)
 			}
@@ -261,6 +280,7 @@ func (s *subscriber) runProbe() {
 		pctx, pcancel := context.WithTimeout(ctx, b.cfg.ProbeInterval)
 		err := b.client.Do(pctx, b.publishCmd(channel, "probe "+strconv.FormatInt(now.UnixNano(), 10))).Error()
 		pcancel()
+		b.noteCall(err)
 		if err != nil {
 			b.metrics.errors.WithLabelValues("probe").Inc()
 		}
