@@ -1,0 +1,221 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// fakeRemote records the syncs a shard asks for; the test answers them.
+type fakeRemote struct {
+	mu    sync.Mutex
+	asked []uint64 // the after of each Sync
+}
+
+func (f *fakeRemote) Sync(room string, after uint64) {
+	f.mu.Lock()
+	f.asked = append(f.asked, after)
+	f.mu.Unlock()
+}
+
+func (f *fakeRemote) syncs() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]uint64(nil), f.asked...)
+}
+
+// msg is a message event as a bridge would hand it over.
+func msg(epoch string, seq uint64) Event {
+	m := wire.Message{Room: "r", Seq: seq, User: "someone", Text: fmt.Sprint("m", seq), TS: 1}
+	return Event{Kind: EventMessage, Epoch: epoch, Seq: seq, User: m.User, Obj: wire.AppendMessage(nil, &m)}
+}
+
+func msgs(epoch string, from, to uint64) []Event {
+	var out []Event
+	for seq := from; seq <= to; seq++ {
+		out = append(out, msg(epoch, seq))
+	}
+	return out
+}
+
+// remoteShard is a shard in remote mode with one member seated in room r at seq base (at
+// least 3), from a state that holds the last three messages.
+func remoteShard(t *testing.T, base uint64) (*Shard, *fakeRemote, *sink) {
+	t.Helper()
+	remote := &fakeRemote{}
+	s := start(t, Config{Remote: remote, History: 10})
+	m := &sink{}
+	joined := make(chan error, 1)
+	go func() {
+		joined <- s.Join(context.Background(), Request{Member: m, Room: "r", User: "u", Users: []string{"u", "v"}, Reply: make(chan error, 1)})
+	}()
+	waitFor(t, func() bool { return len(remote.syncs()) == 1 })
+	if err := s.Synced(context.Background(), "r", RoomState{Epoch: "e1", Seq: base, Messages: msgs("e1", max(1, base-2), base)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-joined; err != nil {
+		t.Fatalf("parked join: %v", err)
+	}
+	evs := m.events(t)
+	if len(evs) != 1 || evs[0].Type != wire.TypeJoined || evs[0].Seq != base || evs[0].Epoch != "e1" || len(evs[0].History) != 3 || len(evs[0].Users) != 2 {
+		t.Fatalf("joined = %+v", evs)
+	}
+	return s, remote, m
+}
+
+func deliver(t *testing.T, s *Shard, evs ...Event) {
+	t.Helper()
+	for _, ev := range evs {
+		if !s.TryDeliver("r", ev) {
+			t.Fatal("inbox full")
+		}
+	}
+}
+
+// seqs waits for n messages and returns their seqs.
+func seqs(t *testing.T, m *sink, n int) []uint64 {
+	t.Helper()
+	var out []uint64
+	waitFor(t, func() bool {
+		for _, ev := range m.events(t) {
+			if ev.Type == wire.TypeMessage {
+				out = append(out, ev.Seq)
+			}
+		}
+		return len(out) >= n
+	})
+	return out
+}
+
+func TestRemoteInOrderAndDuplicates(t *testing.T) {
+	t.Parallel()
+	s, remote, m := remoteShard(t, 5)
+	deliver(t, s, msg("e1", 4), msg("e1", 6), msg("e1", 6), msg("e1", 7))
+	if got := seqs(t, m, 2); fmt.Sprint(got) != "[6 7]" {
+		t.Fatalf("delivered %v", got)
+	}
+	if n := len(remote.syncs()); n != 1 {
+		t.Fatalf("%d syncs for an unbroken run", n)
+	}
+}
+
+func TestRemoteFillsAGap(t *testing.T) {
+	t.Parallel()
+	s, remote, m := remoteShard(t, 5)
+	deliver(t, s, msg("e1", 8), msg("e1", 6), msg("e1", 9))
+	waitFor(t, func() bool { return len(remote.syncs()) == 2 })
+	if after := remote.syncs()[1]; after != 5 { // 8 came when 5 was the newest
+		t.Fatalf("asked for the gap after %d, want 5", after)
+	}
+	// Nothing past the gap goes out before it is filled.
+	if got := seqs(t, m, 1); fmt.Sprint(got) != "[6]" {
+		t.Fatalf("delivered %v before the gap was filled", got)
+	}
+	if err := s.Synced(context.Background(), "r", RoomState{Epoch: "e1", Seq: 9, Messages: msgs("e1", 6, 9)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(t, m, 3); fmt.Sprint(got) != "[7 8 9]" {
+		t.Fatalf("after the fill: %v", got)
+	}
+	if m.kicked != 0 {
+		t.Fatal("a filled gap kicked the member")
+	}
+}
+
+func TestRemoteResets(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		act  func(t *testing.T, s *Shard, r *fakeRemote)
+	}{
+		{"the gap is no longer kept", func(t *testing.T, s *Shard, r *fakeRemote) {
+			deliver(t, s, msg("e1", 30))
+			waitFor(t, func() bool { return len(r.syncs()) == 2 })
+			_ = s.Synced(context.Background(), "r", RoomState{Epoch: "e1", Seq: 30, Messages: msgs("e1", 21, 30)})
+		}},
+		{"the room has a new epoch", func(t *testing.T, s *Shard, r *fakeRemote) {
+			deliver(t, s, msg("e2", 1))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, remote, m := remoteShard(t, 5)
+			tc.act(t, s, remote)
+			waitFor(t, func() bool {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				return m.kicked == wire.CloseInternal
+			})
+			// The room asks for a fresh state, and a newcomer joins from it.
+			waitFor(t, func() bool { r := remote.syncs(); return r[len(r)-1] == 0 })
+		})
+	}
+}
+
+func TestRemoteSyncFailureRefusesParkedJoins(t *testing.T) {
+	t.Parallel()
+	remote := &fakeRemote{}
+	s := start(t, Config{Remote: remote})
+	errs := make(chan error, 2)
+	for _, user := range []string{"a", "b"} {
+		go func() {
+			errs <- s.Join(context.Background(), Request{Member: &sink{}, Room: "r", User: user, Reply: make(chan error, 1)})
+		}()
+	}
+	waitFor(t, func() bool {
+		// Both joins are parked behind one sync.
+		return len(remote.syncs()) == 1 && len(s.inbox) == 0
+	})
+	time.Sleep(20 * time.Millisecond)
+	_ = s.Synced(context.Background(), "r", RoomState{Err: errors.New("redis down")})
+	for range 2 {
+		var werr *wire.Error
+		if err := <-errs; !errors.As(err, &werr) || werr.Code != wire.CodeUnavailable {
+			t.Fatalf("parked join after a failed sync: %v, want unavailable", err)
+		}
+	}
+}
+
+func TestRemotePresenceAndTyping(t *testing.T) {
+	t.Parallel()
+	s, _, m := remoteShard(t, 3)
+	pres := func(user string, join bool) Event {
+		event := wire.PresenceLeave
+		if join {
+			event = wire.PresenceJoin
+		}
+		return Event{Kind: EventPresence, User: user, On: join, Obj: wire.AppendPresence(nil, "r", user, event)}
+	}
+	typing := Event{Kind: EventTyping, User: "v", On: true, Obj: wire.AppendTyping(nil, "r", "v", true)}
+	own := Event{Kind: EventTyping, User: "u", On: true, Obj: wire.AppendTyping(nil, "r", "u", true)}
+	deliver(t, s, pres("u", true), pres("v", true), own, typing, pres("v", false))
+	var got []string
+	waitFor(t, func() bool {
+		for _, ev := range m.events(t) {
+			got = append(got, fmt.Sprintf("%s:%s:%s:%v", ev.Type, ev.User, ev.Event, ev.On))
+		}
+		return len(got) >= 4
+	})
+	// u never hears of itself; v's leave first ends v's typing.
+	want := "[presence:v:join:false typing:v::true typing:v::false presence:v:leave:false]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("got %v\nwant %s", got, want)
+	}
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
