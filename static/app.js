@@ -15,6 +15,8 @@ const PING_TIMEOUT = 10000;
 const BACKOFF_BASE = 500;
 const BACKOFF_MAX = 30000;
 const NAME_RETRY = 3000; // a name of ours may be held by our own previous, dying connection
+const RATE_MARGIN = 0.9; // send a little under the server's rate: its clock counts arrivals, not sends
+const CONNECT_TIMEOUT = 10000; // a connect to a vanished host can hang for minutes
 
 const $ = (id) => document.getElementById(id);
 
@@ -42,6 +44,7 @@ const state = {
   retryTimer: 0,
   countdownTimer: 0,
   pingTimer: 0,
+  connectTimer: 0,
   lastHeard: 0,
   everConnected: false,
 
@@ -76,6 +79,10 @@ function connect() {
   state.ws = ws;
   state.connUser = "";
   state.requests.clear();
+  clearTimeout(state.connectTimer);
+  state.connectTimer = setTimeout(() => {
+    if (state.ws === ws && state.conn === "connecting") dropSocket(4000);
+  }, CONNECT_TIMEOUT);
   ws.onmessage = (ev) => {
     if (ws !== state.ws) return;
     state.lastHeard = Date.now();
@@ -116,6 +123,7 @@ function socketGone(ws, code) {
   state.ws = null;
   state.connUser = "";
   clearInterval(state.pingTimer);
+  clearTimeout(state.connectTimer);
   for (const req of state.requests.values()) {
     if (req.kind === "history") {
       const room = state.rooms.get(req.room);
@@ -144,7 +152,11 @@ function socketGone(ws, code) {
 }
 
 function scheduleReconnect() {
+  clearTimeout(state.retryTimer);
   if (!navigator.onLine) {
+    // The "online" event brings us back at once; the slow retry covers browsers whose
+    // idea of being offline is wrong.
+    state.retryTimer = setTimeout(connect, BACKOFF_MAX);
     setConn("offline");
     return;
   }
@@ -169,11 +181,7 @@ window.addEventListener("online", () => {
   if (state.conn === "offline" || state.conn === "waiting") reconnectNow();
 });
 window.addEventListener("offline", () => {
-  if (state.conn === "waiting") {
-    clearTimeout(state.retryTimer);
-    clearInterval(state.countdownTimer);
-    setConn("offline");
-  }
+  if (state.conn === "waiting") scheduleReconnect();
 });
 
 function send(obj) {
@@ -193,10 +201,19 @@ function startPing() {
   }, PING_EVERY / 2);
 }
 
+const connSpoken = {
+  open: "Connected.",
+  waiting: "Connection lost. Reconnecting soon.",
+  offline: "You are offline.",
+};
+
 function setConn(conn) {
+  const changed = state.conn !== conn;
   state.conn = conn;
   document.body.dataset.conn = conn;
   if (conn !== "waiting") clearInterval(state.countdownTimer);
+  // The visible status counts down every second; a screen reader hears only the changes.
+  if (changed && state.everConnected && connSpoken[conn]) $("conn-live").textContent = connSpoken[conn];
   renderConn();
 }
 
@@ -332,10 +349,10 @@ function onJoined(obj) {
   room.users = new Set(obj.users || []);
   room.nameRetries = 0;
 
-  const history = obj.history || [];
+  const backlog = obj.history || [];
   if (obj.recovered) {
     // Exactly what we missed: show it as if it had come live.
-    for (const m of history) onMessage(m);
+    for (const m of backlog) onMessage(m);
   } else {
     if (wasShown) {
       resetRoom(room);
@@ -343,12 +360,12 @@ function onJoined(obj) {
     }
     room.epoch = obj.epoch;
     room.lastSeq = 0;
-    insertOlder(room, history, false);
+    insertOlder(room, backlog, false);
     room.atBottom = true;
   }
   room.epoch = obj.epoch;
   room.lastSeq = Math.max(room.lastSeq, obj.seq || 0);
-  if (!obj.recovered && history.length < HISTORY_PAGE) markStart(room);
+  if (!obj.recovered && backlog.length < HISTORY_PAGE) markStart(room);
 
   // Our messages that were on their way when the connection broke: the history showed those
   // that were sent (see confirmOwn). The others go again, with the same ref, when the history
@@ -373,7 +390,8 @@ function onJoined(obj) {
   }
   if (room.name === state.active) {
     renderPeople();
-    stickIfAtBottom(room, true);
+    // A recovered backlog came in as live messages, which keep a reader's place.
+    stickIfAtBottom(room, isNew || !obj.recovered);
     maybeLoadOlder(room);
   }
   saveSession();
@@ -387,6 +405,7 @@ function confirmOwn(m) {
   const entry = state.outbox.get(m.ref);
   entry.node?.remove();
   state.outbox.delete(m.ref);
+  if (entry.state === "sent") queueMicrotask(flushOutbox);
 }
 
 function onMessage(m) {
@@ -534,7 +553,16 @@ function onJoinError(req, obj) {
     return;
   }
   const room = state.rooms.get(req.room);
-  if (room) addSys(room, `Could not rejoin: ${message}`, "warn");
+  if (!room) return;
+  addSys(room, `Could not rejoin: ${message}`, "warn");
+  for (const entry of state.outbox.values()) {
+    if (entry.room === room.name && entry.state !== "failed") {
+      entry.state = "failed";
+      entry.error = "this room could not be joined again.";
+    }
+  }
+  renderOutbox();
+  flushOutbox();
 }
 
 // ---------------------------------------------------------------- rooms
@@ -872,17 +900,21 @@ function submitMessage() {
 
 function refillTokens() {
   const now = performance.now();
-  state.tokens = Math.min(state.limits.burst, state.tokens + ((now - state.tokensAt) / 1000) * state.limits.rate);
+  const rate = state.limits.rate * RATE_MARGIN;
+  state.tokens = Math.min(state.limits.burst, state.tokens + ((now - state.tokensAt) / 1000) * rate);
   state.tokensAt = now;
 }
 
 // flushOutbox sends queued messages in order, no faster than the server's rate limit allows,
-// so that a burst of typing waits politely instead of being refused.
+// so that a burst of typing waits politely instead of being refused. One message is on its
+// way at a time: a refused one is sent again before any later one, so that our messages keep
+// the order in which they were written. People type slower than an echo comes back.
 function flushOutbox() {
   clearTimeout(state.outboxTimer);
   if (state.conn !== "open") return;
   const blocked = new Set();
   for (const entry of state.outbox.values()) {
+    if (entry.state === "sent") break;
     if (entry.state !== "queued") continue;
     const room = state.rooms.get(entry.room);
     if (!room || !room.joined || blocked.has(entry.room)) {
@@ -891,7 +923,7 @@ function flushOutbox() {
     }
     refillTokens();
     if (state.tokens < 1) {
-      const wait = Math.ceil(((1 - state.tokens) / state.limits.rate) * 1000);
+      const wait = Math.ceil(((1 - state.tokens) / (state.limits.rate * RATE_MARGIN)) * 1000);
       state.outboxTimer = setTimeout(flushOutbox, Math.max(50, wait));
       composerNote("Sending a little slower to stay within the server's limit…", "warn");
       renderOutbox();
@@ -899,8 +931,9 @@ function flushOutbox() {
     }
     state.tokens -= 1;
     if (send({ type: "message", room: entry.room, text: entry.text, ref: entry.ref })) entry.state = "sent";
+    break;
   }
-  composerNote("");
+  clearNote("warn");
   renderOutbox();
 }
 
@@ -915,9 +948,16 @@ function onMessageError(entry, obj) {
       clearTimeout(state.outboxTimer);
       state.outboxTimer = setTimeout(flushOutbox, 1000);
       break;
-    case "not_joined":
-      entry.state = "queued"; // goes again after the rejoin
+    case "not_joined": {
+      // The server no longer counts us in: join again, and the message follows.
+      entry.state = "queued";
+      const room = state.rooms.get(entry.room);
+      if (room && room.joined) {
+        room.joined = false;
+        sendJoin(room.name, "rejoin");
+      }
       break;
+    }
     default:
       entry.state = "failed";
       entry.error = obj.message || obj.code;
@@ -1099,6 +1139,11 @@ function composerNote(text, kind) {
   n.className = kind ? `composer-note ${kind}` : "composer-note";
 }
 
+// clearNote clears the composer's note if it is of kind, leaving other news standing.
+function clearNote(kind) {
+  if ($("composer-note").classList.contains(kind)) composerNote("");
+}
+
 function autosize() {
   const t = $("text");
   t.style.height = "auto";
@@ -1110,8 +1155,8 @@ function updateSend() {
   $("send-btn").disabled = !text.trim();
   if (textBytes(text) > state.limits.text) {
     composerNote(`${textBytes(text) - state.limits.text} bytes over the limit of ${state.limits.text}.`, "error");
-  } else if ($("composer-note").classList.contains("error")) {
-    composerNote("");
+  } else {
+    clearNote("error");
   }
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shardchat/shardchat/transport"
 )
@@ -421,4 +422,59 @@ func TestUIHistoryAndTyping(t *testing.T) {
 	carol.send(map[string]any{"type": "typing", "room": "general", "on": true})
 	bob.waitFor("carol's typing", `document.getElementById("typing").textContent === "carol is typing…"`)
 	bob.waitFor("carol's typing to expire", `document.getElementById("typing").textContent === ""`)
+}
+
+// TestUIRateLimit: a burst of messages beyond the server's rate limit goes out a little
+// slower, all of it, in order, and the page says why.
+func TestUIRateLimit(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	env := setupUI(t, transport.Config{Rate: 2, Burst: 2, Metrics: transport.NewMetrics(reg)})
+	alice := env.newPage("alice", 1280, 800)
+	bob := dialWS(t, env.server.base)
+	bob.join("general", "bob")
+	alice.join(env.server.base, "alice", "general")
+
+	var want []string
+	var keys strings.Builder
+	for i := 1; i <= 6; i++ {
+		want = append(want, fmt.Sprintf("quick %d", i))
+		keys.WriteString(want[i-1] + "\n")
+	}
+	alice.do(chromedp.SendKeys(chromedp.ID("text"), keys.String()))
+	alice.waitFor("the note that sending slows down", `document.getElementById("composer-note").textContent.includes("slower")`)
+	for _, text := range want {
+		obj := bob.waitFor(text, func(o map[string]any) bool { return o["type"] == "message" })
+		if obj["text"] != text {
+			t.Fatalf("bob got %q, want %q", obj["text"], text)
+		}
+	}
+	alice.waitFor("every message sent, none failed", fmt.Sprintf(
+		`!document.querySelector(".pending-list .msg") && %s.map(m => m.text).join("\n") === %s`, messagesJS, js(strings.Join(want, "\n"))))
+	alice.waitFor("the note to go", `document.getElementById("composer-note").textContent === ""`)
+	if n := rateLimited(t, reg); n > 1 {
+		t.Errorf("the server refused %v messages as rate limited; the page should keep to the limit", n)
+	}
+}
+
+// rateLimited is how many requests the server refused as rate_limited.
+func rateLimited(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "shardchat_requests_refused_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == "rate_limited" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
