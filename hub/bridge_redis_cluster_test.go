@@ -7,17 +7,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/shardchat/shardchat/internal/testprog"
 )
 
 // startCluster starts three redis-servers as the masters of a Redis Cluster.
-func startCluster(t *testing.T) []*redisServer {
+func startCluster(t *testing.T) []*testprog.RedisServer {
 	t.Helper()
-	cli := needProgram(t, "redis-cli")
-	nodes := make([]*redisServer, 3)
+	cli := testprog.Need(t, "redis-cli")
+	nodes := make([]*testprog.RedisServer, 3)
 	addrs := make([]string, 3)
 	for i := range nodes {
-		nodes[i] = startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-		addrs[i] = "127.0.0.1:" + strconv.Itoa(nodes[i].port)
+		nodes[i] = testprog.Redis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		addrs[i] = "127.0.0.1:" + strconv.Itoa(nodes[i].Port)
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
@@ -26,7 +28,7 @@ func startCluster(t *testing.T) []*redisServer {
 	}
 	for _, n := range nodes {
 		waitUntil(t, "cluster_state:ok", func() bool {
-			out, err := exec.Command(cli, "-p", strconv.Itoa(n.port), "cluster", "info").Output()
+			out, err := exec.Command(cli, "-p", strconv.Itoa(n.Port), "cluster", "info").Output()
 			return err == nil && strings.Contains(string(out), "cluster_state:ok")
 		})
 	}
@@ -36,7 +38,7 @@ func startCluster(t *testing.T) []*redisServer {
 func TestRedisCluster(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t)
-	url := fmt.Sprintf("redis://127.0.0.1:%d,127.0.0.1:%d", nodes[0].port, nodes[1].port)
+	url := fmt.Sprintf("redis://127.0.0.1:%d,127.0.0.1:%d", nodes[0].Port, nodes[1].Port)
 	hubs := make([]*redisHub, 3)
 	for i := range hubs {
 		hubs[i] = newRedisHub(t, url, "t:", fmt.Sprintf("host-%c", 'a'+i), nil)
@@ -72,7 +74,7 @@ func TestRedisCluster(t *testing.T) {
 	}
 	// The rooms spread over the masters: each holds some of their keys.
 	for i, n := range nodes {
-		reply, err := n.command("DBSIZE")
+		reply, err := n.Command("DBSIZE")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -77,9 +78,9 @@ func checkDelivered(t *testing.T, name string, m *member, s *steadySender) {
 
 func TestRedisRestart(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	a := newRedisHub(t, r.url(), "t:", "host-a", nil)
-	b := newRedisHub(t, r.url(), "t:", "host-b", nil)
+	r := testprog.Redis(t)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", nil)
 	sender, onA, onB := &member{}, &member{}, &member{}
 	a.mustJoin(t, sender, "r", "sender")
 	a.mustJoin(t, onA, "r", "on-a")
@@ -91,10 +92,10 @@ func TestRedisRestart(t *testing.T) {
 	wg.Go(func() { s.run(t, a, sender, "r", "sender", stop) })
 
 	time.Sleep(500 * time.Millisecond)
-	r.stop()
+	r.Stop()
 	waitUntil(t, "the bridge to notice Redis is gone", func() bool { return a.Ready() != nil })
 	time.Sleep(300 * time.Millisecond)
-	r.start()
+	r.Start()
 	waitUntil(t, "the bridges to come back", func() bool { return a.Ready() == nil && b.Ready() == nil })
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
@@ -114,10 +115,10 @@ func TestRedisRestart(t *testing.T) {
 
 func TestRedisLostProbe(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
+	r := testprog.Redis(t)
 	fast := func(c *RedisConfig) { c.ProbeInterval, c.ProbeTimeout = 100*time.Millisecond, 600*time.Millisecond }
-	a := newRedisHub(t, r.url(), "t:", "host-a", fast)
-	b := newRedisHub(t, r.url(), "t:", "host-b", fast)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", fast)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", fast)
 	sender, onB := &member{}, &member{}
 	a.mustJoin(t, sender, "r", "sender")
 	b.mustJoin(t, onB, "r", "on-b")
@@ -129,7 +130,7 @@ func TestRedisLostProbe(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 
 	// Pause every client: no probe comes back, whatever the connections say.
-	if reply, err := r.command("CLIENT", "PAUSE", "1500", "ALL"); err != nil || reply != "+OK" {
+	if reply, err := r.Command("CLIENT", "PAUSE", "1500", "ALL"); err != nil || reply != "+OK" {
 		t.Fatalf("CLIENT PAUSE: %q %v", reply, err)
 	}
 	var sawDown atomic.Bool

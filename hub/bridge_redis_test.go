@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
 )
@@ -132,11 +133,11 @@ func (h *redisHub) leave(t testing.TB, m *member, room, user string) {
 }
 
 // threeHosts starts a Redis and three hubs on it.
-func threeHosts(t *testing.T) (*redisServer, []*redisHub) {
-	r := startRedis(t)
+func threeHosts(t *testing.T) (*testprog.RedisServer, []*redisHub) {
+	r := testprog.Redis(t)
 	hubs := make([]*redisHub, 3)
 	for i := range hubs {
-		hubs[i] = newRedisHub(t, r.url(), "t:", fmt.Sprintf("host-%c", 'a'+i), nil)
+		hubs[i] = newRedisHub(t, r.URL(), "t:", fmt.Sprintf("host-%c", 'a'+i), nil)
 	}
 	return r, hubs
 }
@@ -267,9 +268,9 @@ func TestRedisPresenceAcrossHosts(t *testing.T) {
 
 func TestRedisDeadHostIsPruned(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	a := newRedisHub(t, r.url(), "t:", "host-a", nil)
-	b := newRedisHub(t, r.url(), "t:", "host-b", nil)
+	r := testprog.Redis(t)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", nil)
 	alice, bob := &member{}, &member{}
 	a.mustJoin(t, alice, "r", "alice")
 	b.mustJoin(t, bob, "r", "bob")
