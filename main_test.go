@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +21,17 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func parse(t *testing.T, args ...string) (*cli, error) {
@@ -96,43 +102,8 @@ func TestServeFlags(t *testing.T) {
 // TestServeProcess runs the real binary: it serves chat, and on SIGTERM it drains, closes
 // sessions with 1012 and exits 0.
 func TestServeProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "shardchat")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-	// The listening address is in the first log lines.
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Addr != "" {
-				addrCh <- line.Addr
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	var addr string
-	select {
-	case addr = <-addrCh:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the server did not log its address")
-	}
+	p := startServe(t)
+	addr := p.addr
 
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -174,14 +145,13 @@ func TestServeProcess(t *testing.T) {
 		t.Fatalf("join answered %+v", evs[0])
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.stop(t) }()
 	_, _, err = conn.Read(ctx)
 	if code := websocket.CloseStatus(err); code != websocket.StatusCode(wire.CloseRestart) {
 		t.Fatalf("after SIGTERM the session ended with %v, want 1012", err)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := <-exited; err != nil {
 		t.Fatalf("exit after SIGTERM: %v, want 0", err)
 	}
 }
