@@ -106,7 +106,7 @@ func newRedisHub(t testing.TB, url, prefix, node string, tweak func(*RedisConfig
 	return &redisHub{Hub: h, bridge: h.bridge.(*RedisBridge), node: node}
 }
 
-func (h *redisHub) join(t testing.TB, m *member, room, user string, since *wire.Since) error {
+func (h *redisHub) join(t testing.TB, m shard.Member, room, user string, since *wire.Since) error {
 	t.Helper()
 	return h.Join(context.Background(), shard.Request{Member: m, Room: room, User: user, Since: since, Reply: make(chan error, 1)})
 }

@@ -1,0 +1,91 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shardchat/shardchat/internal/testprog"
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// counter is a member that only counts its messages, so that a benchmark measures the path
+// and not a test member's decoding.
+type counter struct {
+	n    atomic.Int64
+	sink chan struct{} // when set, each object is signalled here
+}
+
+func (c *counter) Send(obj []byte) {
+	c.n.Add(1)
+	if c.sink != nil {
+		c.sink <- struct{}{}
+	}
+}
+func (c *counter) SendBestEffort(obj []byte)   {}
+func (c *counter) Kick(wire.CloseCode, string) {}
+
+// BenchmarkRedisOrder orders messages through one Redis from many goroutines, over 16 rooms
+// with a member each on the publishing host, and waits until all came back: messages
+// ordered and delivered per second.
+func BenchmarkRedisOrder(b *testing.B) {
+	r := testprog.Redis(b, "--appendonly", "no")
+	h := newRedisHub(b, r.URL(), "b:", "host-a", nil)
+	const rooms = 16
+	members := make([]*counter, rooms)
+	for i := range members {
+		members[i] = &counter{}
+		if err := h.join(b, members[i], fmt.Sprint("room", i), "u", nil); err != nil {
+			b.Fatal(err)
+		}
+		members[i].n.Store(0)
+	}
+	var next atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		reply := make(chan error, 1)
+		for pb.Next() {
+			i := next.Add(1) % rooms
+			req := shard.Request{Member: members[i], Room: fmt.Sprint("room", i), User: "u", Text: "hello there, how is everyone doing today?", Reply: reply}
+			if err := h.Publish(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	for {
+		var got int64
+		for _, m := range members {
+			got += m.n.Load()
+		}
+		if got >= int64(b.N) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkRedisRoundTrip publishes one message at a time and waits for it to come back
+// through Redis pub/sub: the latency a sender sees before its echo.
+func BenchmarkRedisRoundTrip(b *testing.B) {
+	r := testprog.Redis(b, "--appendonly", "no")
+	h := newRedisHub(b, r.URL(), "b:", "host-a", nil)
+	m := &counter{}
+	if err := h.join(b, m, "room", "u", nil); err != nil {
+		b.Fatal(err)
+	}
+	m.sink = make(chan struct{}, 1)
+	reply := make(chan error, 1)
+	b.ResetTimer()
+	for b.Loop() {
+		if err := h.Publish(context.Background(), shard.Request{Member: m, Room: "room", User: "u", Text: "ping", Reply: reply}); err != nil {
+			b.Fatal(err)
+		}
+		<-m.sink
+	}
+}
