@@ -335,3 +335,39 @@ func (b *RedisBridge) crash() {
 		b.client.Close()
 	})
 }
+
+func TestRedisGracefulCloseAndRoomCounts(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", nil)
+	alice, carol, bob := &member{}, &member{}, &member{}
+	a.mustJoin(t, alice, "busy", "alice")
+	a.mustJoin(t, carol, "quiet", "carol")
+	b.mustJoin(t, bob, "busy", "bob")
+
+	// GET /api/rooms counts members on every host.
+	want := []shard.RoomInfo{{Name: "busy", Members: 2}, {Name: "quiet", Members: 1}}
+	waitUntil(t, "room counts from both hosts", func() bool {
+		rooms, err := b.Rooms(context.Background(), 10)
+		return err == nil && slices.Equal(rooms, want)
+	})
+
+	// A host that stops says goodbye at once: no waiting for its heartbeat to run out.
+	start := time.Now()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitFor(t, "alice's leave", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool {
+			return ev.Type == wire.TypePresence && ev.User == "alice" && ev.Event == wire.PresenceLeave
+		})
+	})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the leave of a host that closed took %s", took)
+	}
+	waitUntil(t, "room counts without the closed host", func() bool {
+		rooms, err := b.Rooms(context.Background(), 10)
+		return err == nil && slices.Equal(rooms, []shard.RoomInfo{{Name: "busy", Members: 1}})
+	})
+}
