@@ -10,6 +10,7 @@ const TYPING_SEND_EVERY = 2000; // the server forwards a repeated typing-on at m
 const TYPING_IDLE = 4000; // stop saying we type after this long without a keystroke
 const TYPING_EXPIRE = 5000; // the server refreshes typing-on every 2 s, so silence this long means gone
 const HISTORY_PAGE = 50;
+const MAX_SHOWN = 1000; // messages a room keeps on screen; older ones load again on scrolling up
 const PING_EVERY = 20000; // browsers cannot see a dead TCP connection on their own
 const PING_TIMEOUT = 10000;
 const BACKOFF_BASE = 500;
@@ -408,30 +409,68 @@ function confirmOwn(m) {
   if (entry.state === "sent") queueMicrotask(flushOutbox);
 }
 
+// A batch collects what messages change on screen until the next animation frame, and
+// applies it then: whether the reader follows the newest message is measured once, before the
+// first of them, and the list is laid out once, however many frames of messages came. (A
+// layout per frame made a busy room crawl.) Hidden tabs get no animation frames; the timer
+// keeps their unread counts and title current.
+let batch = null;
+let batchFrame = 0;
+let batchTimer = 0;
+
+function openBatch() {
+  if (!batch) {
+    batch = { atBottom: new Map(), follow: new Set(), fresh: new Map(), roomsDirty: false, announce: "" };
+    batchFrame = requestAnimationFrame(flushBatch);
+    batchTimer = setTimeout(flushBatch, 250);
+  }
+  return batch;
+}
+
+function flushBatch() {
+  cancelAnimationFrame(batchFrame);
+  clearTimeout(batchTimer);
+  const b = batch;
+  batch = null;
+  if (!b) return;
+  for (const room of b.follow) {
+    if (!state.rooms.has(room.name)) continue;
+    trimOldest(room);
+    scrollToBottom(room);
+  }
+  for (const [room, n] of b.fresh) if (!b.follow.has(room)) room.newCount += n;
+  if (b.fresh.size) renderMarker();
+  if (b.roomsDirty) renderRoomList();
+  if (b.announce) announce(b.announce);
+}
+
+// wasAtBottom tells whether the reader was at the bottom of room when the batch began.
+function wasAtBottom(room) {
+  const b = openBatch();
+  if (!b.atBottom.has(room)) b.atBottom.set(room, isAtBottom(room));
+  return b.atBottom.get(room);
+}
+
 function onMessage(m) {
   const room = state.rooms.get(m.room);
   if (!room || room.bySeq.has(m.seq)) return;
+  const b = openBatch();
   const mine = m.user === state.user;
+  const active = room.name === state.active;
+  const follow = active && (wasAtBottom(room) || mine);
   confirmOwn(m);
   clearTyping(room, m.user);
-  const wasAtBottom = isAtBottom(room);
   insertMessage(room, m);
   room.lastSeq = Math.max(room.lastSeq, m.seq);
 
-  const seen = room.name === state.active && !document.hidden;
-  if (!mine && !seen) {
+  if (!mine && !(active && !document.hidden)) {
     room.unread++;
-    renderRoomList();
-    renderTitle();
+    b.roomsDirty = true;
   }
-  if (room.name === state.active) {
-    if (mine || wasAtBottom) {
-      scrollToBottom(room);
-    } else {
-      room.newCount++;
-      renderMarker();
-    }
-    if (!mine) announce(`${m.user}: ${m.text}`);
+  if (active) {
+    if (follow) b.follow.add(room);
+    else b.fresh.set(room, (b.fresh.get(room) || 0) + 1);
+    if (!mine) b.announce = `${m.user}: ${m.text}`;
   }
 }
 
@@ -801,11 +840,32 @@ function insertOlder(room, messages, keepScroll) {
   if (keepScroll) room.scroller.scrollTop = room.scroller.scrollHeight - fromBottom;
 }
 
+// trimOldest drops the oldest messages past MAX_SHOWN, so that a tab left open in a busy room
+// stays light. Only for a reader at the bottom: nobody is looking at them.
+function trimOldest(room) {
+  let excess = room.bySeq.size - MAX_SHOWN;
+  if (excess <= 0) return;
+  while (excess > 0 && room.list.firstElementChild) {
+    const node = room.list.firstElementChild;
+    if (node.dataset.seq) {
+      room.bySeq.delete(Number(node.dataset.seq));
+      excess--;
+    }
+    node.remove();
+  }
+  // Lines before the first remaining message belong to what went.
+  while (room.list.firstElementChild && !room.list.firstElementChild.dataset.seq) room.list.firstElementChild.remove();
+  const first = room.list.firstElementChild;
+  room.oldestSeq = first ? Number(first.dataset.seq) : 0;
+  regroup(first);
+  room.atStart = false;
+  setHistoryTop(room, "");
+}
+
 function addSys(room, text, kind) {
-  const wasAtBottom = isAtBottom(room);
-  const node = el("div", kind ? `sys ${kind}` : "sys", text);
-  room.list.append(node);
-  if (room.name === state.active && wasAtBottom) scrollToBottom(room);
+  const follow = room.name === state.active && wasAtBottom(room);
+  room.list.append(el("div", kind ? `sys ${kind}` : "sys", text));
+  if (follow) openBatch().follow.add(room);
 }
 
 function setHistoryTop(room, text, title) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -585,11 +586,14 @@ func (p *cutProxy) restore() {
 	p.down = false
 }
 
-// getRooms reads GET /api/rooms.
-func getRooms(t *testing.T, base string) []struct {
+// roomInfo is a room as GET /api/rooms lists it.
+type roomInfo struct {
 	Room    string `json:"room"`
 	Members int    `json:"members"`
-} {
+}
+
+// getRooms reads GET /api/rooms.
+func getRooms(t *testing.T, base string) []roomInfo {
 	t.Helper()
 	res, err := http.Get(base + "/api/rooms")
 	if err != nil {
@@ -597,13 +601,27 @@ func getRooms(t *testing.T, base string) []struct {
 	}
 	defer res.Body.Close()
 	var body struct {
-		Rooms []struct {
-			Room    string `json:"room"`
-			Members int    `json:"members"`
-		} `json:"rooms"`
+		Rooms []roomInfo `json:"rooms"`
 	}
 	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
 		t.Fatal(errors.Join(errors.New("decode /api/rooms"), err))
 	}
 	return body.Rooms
+}
+
+// waitRoomsListed waits until GET /api/rooms, which the server recomputes at most once a
+// second, lists room.
+func waitRoomsListed(t *testing.T, base, room string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		rooms := getRooms(t, base)
+		if slices.ContainsFunc(rooms, func(r roomInfo) bool { return r.Room == room }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /api/rooms does not list %s: %+v", room, rooms)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

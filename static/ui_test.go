@@ -255,8 +255,14 @@ func TestUIPhone(t *testing.T) {
 	phone := env.newPage("phone", 360, 740, chromedp.EmulateMobile, chromedp.EmulateScale(2))
 	desk := env.newPage("desk", 1280, 800)
 
-	phone.join(env.server.base, "ana", "general")
 	desk.join(env.server.base, "dev", "general")
+	waitRoomsListed(t, env.server.base, "general")
+	phone.open(env.url("general"))
+	phone.waitFor("the busy rooms", `document.querySelectorAll("#busy-rooms .chip").length === 1`)
+	phone.do(chromedp.SendKeys(chromedp.ID("join-user"), "ana"))
+	phone.screenshot("phone-360-join")
+	phone.do(chromedp.Click(chromedp.ID("join-submit")))
+	phone.waitInRoom("general")
 	long := strings.Repeat("supercalifragilistic", 15)
 	desk.say("hello from the desk")
 	desk.say(long)
@@ -320,6 +326,7 @@ func TestUIRooms(t *testing.T) {
 	dave.send(map[string]any{"type": "join", "room": "lobby", "ref": "j2"})
 	dave.waitFor("joined lobby", func(o map[string]any) bool { return o["type"] == "joined" })
 
+	waitRoomsListed(t, env.server.base, "lobby")
 	alice := env.newPage("alice", 1280, 800)
 	alice.open(env.url("random"))
 	if room := eval[string](alice, `document.getElementById("join-room").value`); room != "random" {
@@ -477,4 +484,31 @@ func rateLimited(t *testing.T, reg *prometheus.Registry) float64 {
 		}
 	}
 	return n
+}
+
+// TestUIManyMessages: a reader at the bottom of a busy room keeps the newest 1000 messages on
+// screen, in order, and no more.
+func TestUIManyMessages(t *testing.T) {
+	env := setupUI(t, transport.Config{Rate: 10000, Burst: 10000})
+	bob := env.newPage("bob", 1280, 800)
+	bob.join(env.server.base, "bob", "general")
+	carol := dialWS(t, env.server.base)
+	carol.join("general", "carol")
+	for i := 1; i <= 1050; i++ {
+		carol.send(map[string]any{"type": "message", "room": "general", "text": fmt.Sprintf("m%d", i), "ref": fmt.Sprint(i)})
+	}
+	carol.waitFor("the last echo", func(o map[string]any) bool { return o["type"] == "message" && o["ref"] == "1050" })
+	bob.waitMessage("m1050")
+	got := bob.messages()
+	if len(got) != 1000 || got[0].Seq != 51 {
+		t.Fatalf("bob shows %d messages from seq %d, want 1000 from 51", len(got), got[0].Seq)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Seq != got[i-1].Seq+1 {
+			t.Fatalf("seq %d after %d", got[i].Seq, got[i-1].Seq)
+		}
+	}
+	if !eval[bool](bob, `(() => { const s = document.querySelector(".messages:not([hidden])"); return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()`) {
+		t.Error("bob is no longer at the newest message")
+	}
 }
