@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path"
@@ -45,6 +47,8 @@ type cli struct {
 	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve chat over HTTP and WebSocket (the default command)."`
 	Bench   benchCmd   `cmd:"" help:"Load a server with simulated users and report what it carried and what it cost (without --url: a server of its own)."`
 	Version versionCmd `cmd:"" help:"Print the version, commit and Go version."`
+
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when the server answers --url with 200, 1 otherwise (for Docker's HEALTHCHECK, without curl)."`
 }
 
 type serveCmd struct {
@@ -289,6 +293,29 @@ type versionCmd struct{}
 
 func (versionCmd) Run() error {
 	fmt.Println("shardchat", versionString())
+	return nil
+}
+
+// healthcheckCmd asks a server whether it is ready. Docker's HEALTHCHECK runs it in images
+// that have no shell or curl; kong turns a returned error into one line on stderr and exit 1.
+type healthcheckCmd struct {
+	URL     string        `default:"http://127.0.0.1:3000/readyz" help:"URL that must answer 200."`
+	Timeout time.Duration `default:"3s" help:"Bound on the whole request."`
+}
+
+func (c *healthcheckCmd) Run() error {
+	client := &http.Client{Timeout: c.Timeout}
+	resp, err := client.Get(c.URL)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// The body says why (such as "draining"); a line of it is enough.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		reason, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+		return fmt.Errorf("healthcheck: %s answered %s: %s", c.URL, resp.Status, reason)
+	}
 	return nil
 }
 
