@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Programs the tests need, as program=debian-package. `make deps` installs the missing ones
 # with apt-get when it runs as root (CI does), and says what to install otherwise.
-TEST_DEPS := gcc=gcc chromium=chromium redis-server=redis-server redis-cli=redis-tools nginx=nginx
+TEST_DEPS := gcc=gcc chromium=chromium redis-server=redis-server redis-cli=redis-tools nginx=nginx prometheus=prometheus systemd-analyze=systemd
 
 .PHONY: build run test deps vet fuzz bench
 
