@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shardchat/shardchat/transport/auth"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -30,6 +31,9 @@ const (
 	refuseOrigin   = "origin"
 	refuseDraining = "draining"
 	refuseUpgrade  = "bad_upgrade"
+	refuseIPConns  = "ip_conns" // --max-conns-per-ip
+	refuseIPRate   = "ip_rate"  // --connect-rate-per-ip
+	// The token refusals are auth.Reason metrics: token_missing, token_expired, ...
 )
 
 // NewMetrics creates the transport collectors and registers them with reg.
@@ -83,8 +87,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, code := range wire.Codes {
 		m.refused.WithLabelValues(string(code))
 	}
-	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade} {
+	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade, refuseIPConns, refuseIPRate} {
 		m.upgradesRefused.WithLabelValues(reason)
+	}
+	for _, reason := range auth.Reasons {
+		m.upgradesRefused.WithLabelValues(reason.Metric)
 	}
 	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.messages, m.framesWritten,
 		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes)

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shardchat/shardchat/hub"
+	"github.com/shardchat/shardchat/transport/auth"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -71,6 +74,20 @@ type Config struct {
 	PingInterval time.Duration
 	// PingTimeout is how long a ping waits for its pong before the connection is dropped. Default 15s.
 	PingTimeout time.Duration
+
+	// Auth, when set, requires every connection to present a token it verifies; see
+	// docs/security.md. Default nil: anyone may connect.
+	Auth *auth.Verifier
+	// MaxConnsPerIP caps the open connections of one client address (an IPv6 /64). Past it,
+	// upgrades get 429. Default 0: no cap. (The command line's default is 500.)
+	MaxConnsPerIP int
+	// ConnectRatePerIP and ConnectBurstPerIP bound the new connections a second of one client
+	// address, with a burst; past them, upgrades get 429. Default 0: no bound.
+	ConnectRatePerIP  float64
+	ConnectBurstPerIP int
+	// TrustedProxies are the CIDRs of proxies whose X-Forwarded-For is believed. Default none:
+	// the client address is the TCP peer's.
+	TrustedProxies []string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -90,6 +107,9 @@ func (c Config) withDefaults() (Config, error) {
 		if _, err := path.Match(strings.ToLower(p), ""); err != nil {
 			return c, fmt.Errorf("transport: allowed origin pattern %q: %w", p, err)
 		}
+	}
+	if c.ConnectRatePerIP > 0 && c.ConnectBurstPerIP <= 0 {
+		c.ConnectBurstPerIP = max(1, int(2*c.ConnectRatePerIP))
 	}
 	setDefault(&c.MaxConns, 100000)
 	setDefault(&c.Rate, 10)
@@ -136,6 +156,8 @@ type Server struct {
 	frameBufs sync.Pool // *[]byte for joined server frames
 	baseCtx   context.Context
 	stop      context.CancelFunc
+	proxies   proxies
+	ipLimits  *ipLimits
 
 	nextID   atomic.Uint64
 	conns    atomic.Int64
@@ -164,6 +186,10 @@ func New(cfg Config) (*Server, error) {
 	s.readBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	s.frameBufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.baseCtx, s.stop = context.WithCancel(context.Background())
+	if s.proxies, err = parseProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	s.ipLimits = newIPLimits(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
@@ -200,20 +226,38 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	client := s.proxies.clientAddr(r)
 	if s.draining.Load() {
-		s.metrics.upgradesRefused.WithLabelValues(refuseDraining).Inc()
-		http.Error(w, "server is restarting; try again", http.StatusServiceUnavailable)
+		s.refuseUpgrade(w, refuseDraining, http.StatusServiceUnavailable, "server is restarting; try again", 0)
 		return
 	}
 	if err := checkOrigin(r, s.cfg.AllowedOrigins); err != nil {
-		s.metrics.upgradesRefused.WithLabelValues(refuseOrigin).Inc()
-		http.Error(w, err.Error(), http.StatusForbidden)
+		s.refuseUpgrade(w, refuseOrigin, http.StatusForbidden, err.Error(), 0)
 		return
 	}
+	var claims *auth.Claims
+	if s.cfg.Auth != nil {
+		var err error
+		claims, err = s.verify(r)
+		if err != nil {
+			var refusal *auth.Refusal
+			reason := auth.ReasonClaims
+			if errors.As(err, &refusal) {
+				reason = refusal.Reason
+			}
+			s.log.Debug("token refused", "remote", client, "reason", reason.Metric, "err", err)
+			s.refuseUpgrade(w, reason.Metric, http.StatusUnauthorized, reason.Message, 0)
+			return
+		}
+	}
+	if ok, reason, wait := s.ipLimits.acquire(client, time.Now()); !ok {
+		s.refuseUpgrade(w, reason, http.StatusTooManyRequests, "too many connections from your address; try again later", wait)
+		return
+	}
+	defer s.ipLimits.release(client)
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
-		s.metrics.upgradesRefused.WithLabelValues(refuseMaxConns).Inc()
-		http.Error(w, "too many connections; try again later", http.StatusServiceUnavailable)
+		s.refuseUpgrade(w, refuseMaxConns, http.StatusServiceUnavailable, "too many connections; try again later", 0)
 		return
 	}
 	defer s.conns.Add(-1)
@@ -221,11 +265,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
-		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Debug("websocket upgrade failed", "remote", client, "err", err)
 		return
 	}
 	conn.SetReadLimit(wire.MaxFrame)
-	sess := newSession(s, s.nextID.Add(1), conn, r.RemoteAddr)
+	sess := newSession(s, s.nextID.Add(1), conn, client.String())
+	sess.claims = claims
 	if !s.track(sess) {
 		s.metrics.closed(wire.CloseRestart)
 		_ = conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
@@ -236,6 +281,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.metrics.connectionsTotal.Inc()
 	defer s.metrics.connections.Dec()
 	sess.run(s.baseCtx)
+}
+
+// verify reads and checks the request's token.
+func (s *Server) verify(r *http.Request) (*auth.Claims, error) {
+	token, err := auth.TokenFromRequest(r.URL.Query().Get("token"), r.Header.Get("Authorization"))
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Auth.Verify(token)
+}
+
+// refuseUpgrade answers a WebSocket upgrade that will not happen, with a one-line reason,
+// and counts it.
+func (s *Server) refuseUpgrade(w http.ResponseWriter, reason string, status int, msg string, retryAfter time.Duration) {
+	s.metrics.upgradesRefused.WithLabelValues(reason).Inc()
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
+	}
+	http.Error(w, msg, status)
 }
 
 func (s *Server) track(sess *session) bool {

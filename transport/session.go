@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/auth"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -38,6 +39,9 @@ type session struct {
 	closeMu     sync.Mutex
 	closeCode   wire.CloseCode // 0 while open; the first reason given wins
 	closeReason string
+
+	// Static after run starts.
+	claims *auth.Claims // the token's, when authentication is on
 
 	// Owned by the reader.
 	user      string
@@ -108,6 +112,12 @@ func (s *session) closing() (wire.CloseCode, string) {
 // The reader runs on the caller's goroutine: a session costs two goroutines, not three.
 func (s *session) run(ctx context.Context) {
 	ctx, cancel := context.WithCancelCause(ctx)
+	if s.claims != nil {
+		expire := time.AfterFunc(time.Until(s.srv.cfg.Auth.Deadline(s.claims)), func() {
+			s.closeWith(wire.CloseTokenExpired, "token expired; reconnect with a fresh token")
+		})
+		defer expire.Stop()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { cancel(s.writeLoop(ctx)) })
 	s.Send(s.srv.welcome)
@@ -234,6 +244,17 @@ func (s *session) handle(ctx context.Context, frame []byte) error {
 
 func (s *session) join(ctx context.Context, req *wire.Request) error {
 	user := req.User
+	if s.claims != nil {
+		if user != "" && user != s.claims.Subject {
+			s.refuse(req.Ref, wire.Errorf(wire.CodeUnauthorized, "your token is for %s; join as %s or without user", s.claims.Subject, s.claims.Subject))
+			return nil
+		}
+		if !s.claims.MayJoin(req.Room) {
+			s.refuse(req.Ref, wire.Errorf(wire.CodeUnauthorized, "your token does not allow room %s", req.Room))
+			return nil
+		}
+		user = s.claims.Subject
+	}
 	switch {
 	case s.user == "" && user == "":
 		s.refuse(req.Ref, wire.Errorf(wire.CodeInvalidUser, "user is required on the first join"))

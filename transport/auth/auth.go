@@ -62,6 +62,7 @@ type Verifier struct {
 	parser *jwt.Parser
 	key    any
 	alg    string
+	leeway time.Duration
 }
 
 // NewVerifier returns a verifier for cfg's key.
@@ -72,7 +73,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v := &Verifier{}
+	v := &Verifier{leeway: cfg.Leeway}
 	switch {
 	case len(cfg.HMACSecret) > 0 && len(cfg.PublicKeyPEM) > 0:
 		return nil, errors.New("give an HMAC secret or a public key, not both")
@@ -98,6 +99,10 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	)
 	return v, nil
 }
+
+// Deadline is when a session of claims must end: their exp, plus the clock skew allowed
+// (a token accepted within the leeway is not cut at once).
+func (v *Verifier) Deadline(c *Claims) time.Time { return c.Expiry().Add(v.leeway) }
 
 // Algorithm is the one algorithm the verifier accepts.
 func (v *Verifier) Algorithm() string { return v.alg }
