@@ -228,14 +228,14 @@ func TestClientAddress(t *testing.T) {
 		xff  []string
 		want string
 	}{
-		{"203.0.113.1:5000", []string{"1.2.3.4"}, "203.0.113.1"},            // untrusted peer: header ignored
+		{"203.0.113.1:5000", []string{"1.2.3.4"}, "203.0.113.1"},             // untrusted peer: header ignored
 		{"10.0.0.5:5000", nil, "10.0.0.5"},                                   // trusted, no header
 		{"10.0.0.5:5000", []string{"1.2.3.4"}, "1.2.3.4"},                    // one proxy
 		{"10.0.0.5:5000", []string{"6.6.6.6, 1.2.3.4, 10.1.1.1"}, "1.2.3.4"}, // spoofed left part skipped
 		{"10.0.0.5:5000", []string{"6.6.6.6", "1.2.3.4"}, "1.2.3.4"},         // several headers
 		{"192.168.1.1:80", []string{"garbage, 1.2.3.4"}, "1.2.3.4"},
 		{"192.168.1.1:80", []string{"1.2.3.4, garbage"}, "192.168.1.1"}, // unreadable: stop at the peer
-		{"10.0.0.5:5000", []string{"10.0.0.9, 10.0.0.8"}, "10.0.0.9"},    // all proxies: the leftmost
+		{"10.0.0.5:5000", []string{"10.0.0.9, 10.0.0.8"}, "10.0.0.9"},   // all proxies: the leftmost
 		{"[fd00::1]:443", []string{"2001:db8::5"}, "2001:db8::5"},
 		{"[::ffff:10.0.0.5]:1", []string{"::ffff:1.2.3.4"}, "1.2.3.4"},
 	}
