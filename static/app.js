@@ -1523,8 +1523,9 @@ function start() {
     const rooms = saved.rooms.filter((r) => ROOM_RE.test(r));
     const first = ROOM_RE.test(hashRoom) ? hashRoom : saved.active && rooms.includes(saved.active) ? saved.active : rooms[0];
     setJoinBusy(true, `Rejoining #${first} as ${saved.user}…`);
-    joinRoom(first, "restore");
-    for (const r of rooms) if (r !== first) joinRoom(r, "rejoin-later");
+    // In the saved order, which the sidebar keeps; the room of the URL comes to the front.
+    for (const r of rooms) joinRoom(r, r === first ? "restore" : "rejoin-later");
+    if (!rooms.includes(first)) joinRoom(first, "restore");
   } else if ($("join-user").value) {
     $("join-submit").focus();
   } else {

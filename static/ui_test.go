@@ -375,6 +375,21 @@ func TestUIRooms(t *testing.T) {
 	if rooms := eval[[]string](alice, `[...document.querySelectorAll(".room-btn")].map(b => b.dataset.room)`); !slices.Equal(rooms, []string{"random"}) {
 		t.Errorf("rooms after leaving lobby: %q", rooms)
 	}
+
+	// A link to a room not joined yet joins it.
+	alice.do(chromedp.Evaluate[chromedp.Void](`location.hash = "#fresh"`))
+	alice.waitInRoom("fresh")
+
+	// A reload comes back to the same rooms, under the same name, on the room of the URL.
+	alice.do(chromedp.Reload())
+	alice.waitInRoom("fresh")
+	alice.waitFor("both rooms back", `[...document.querySelectorAll(".room-btn")].map(b => b.dataset.room).join() === "random,fresh"`)
+	alice.do(chromedp.Click(chromedp.CSS(`.room-btn[data-room="random"]`)))
+	alice.waitInRoom("random")
+	alice.waitMessage("on screen, so read")
+	if me := eval[string](alice, `document.getElementById("me-name").textContent`); me != "alice" {
+		t.Errorf("after the reload the page is %q, want alice", me)
+	}
 }
 
 // TestUIHistoryAndTyping: older messages load on scrolling up, a reader who scrolled up gets
