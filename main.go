@@ -35,6 +35,7 @@ import (
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/static"
 	"github.com/shardchat/shardchat/transport"
+	"github.com/shardchat/shardchat/transport/auth"
 )
 
 // Set with -ldflags "-X main.version=... -X main.commit=..." by make build.
@@ -46,30 +47,39 @@ var (
 type cli struct {
 	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve chat over HTTP and WebSocket (the default command)."`
 	Bench   benchCmd   `cmd:"" help:"Load a server with simulated users and report what it carried and what it cost (without --url: a server of its own)."`
+	Token   tokenCmd   `cmd:"" help:"Print a signed (HS256) token for a user, for operators and tests."`
 	Version versionCmd `cmd:"" help:"Print the version, commit and Go version."`
 
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when the server answers --url with 200, 1 otherwise (for Docker's HEALTHCHECK, without curl)."`
 }
 
 type serveCmd struct {
-	Addr            string        `default:":3000" env:"SHARDCHAT_ADDR" help:"Address to listen on, host:port."`
-	Port            int           `env:"PORT" help:"Port to listen on; replaces the port of --addr (PORT=8080 means :8080)."`
-	Shards          int           `default:"${gomaxprocs}" env:"SHARDCHAT_SHARDS" help:"Shard goroutines that own the rooms (default: GOMAXPROCS)."`
-	History         int           `default:"100" env:"SHARDCHAT_HISTORY" help:"Messages kept per room for history and recovery."`
-	MaxConns        int           `default:"100000" env:"SHARDCHAT_MAX_CONNS" help:"Open connections past which new upgrades get HTTP 503."`
-	MaxRooms        int           `default:"16" env:"SHARDCHAT_MAX_ROOMS" help:"Rooms one connection may be in at once."`
-	AllowedOrigins  []string      `env:"SHARDCHAT_ALLOWED_ORIGINS" help:"Cross-origin pages allowed to connect: host patterns such as chat.example.com or *.example.com, comma-separated (same-origin pages and non-browser clients are always allowed)."`
-	Rate            float64       `default:"10" env:"SHARDCHAT_RATE" help:"Chat messages a second per connection."`
-	Burst           int           `default:"20" env:"SHARDCHAT_BURST" help:"Chat messages a connection may send at once before --rate applies."`
-	Queue           int           `default:"4096" env:"SHARDCHAT_QUEUE" help:"Objects queued for a connection before it is closed as a slow consumer (4008)."`
-	ShutdownTimeout time.Duration `default:"10s" env:"SHARDCHAT_SHUTDOWN_TIMEOUT" help:"How long SIGTERM waits for sessions to drain before cutting them."`
-	RedisURL        string        `env:"REDIS_URL" help:"Share rooms with other hosts through Redis: redis://[user:password@]host:6379[/db], rediss:// for TLS, several seed addresses (redis://h1:7000,h2:7001) for Redis Cluster. Empty: this host alone."`
-	HistoryTTL      time.Duration `default:"24h" env:"SHARDCHAT_HISTORY_TTL" help:"With --redis-url: how long a room's history outlives its last message and last member."`
-	HostTimeout     time.Duration `default:"4s" env:"SHARDCHAT_HOST_TIMEOUT" help:"With --redis-url: how long a host that stopped heartbeating counts as alive; its users leave every room within this plus a second."`
-	RedisPrefix     string        `default:"shardchat:" env:"SHARDCHAT_REDIS_PREFIX" help:"With --redis-url: the prefix of every Redis key and channel, to share one Redis between deployments."`
-	Node            string        `env:"SHARDCHAT_NODE" help:"This host's name in welcome and among the hosts sharing Redis (default: the host name and a random suffix, new at every start)."`
-	LogLevel        string        `default:"info" enum:"debug,info,warn,error" env:"SHARDCHAT_LOG_LEVEL" help:"Log level: debug, info, warn or error."`
-	LogFormat       string        `default:"text" enum:"text,json" env:"SHARDCHAT_LOG_FORMAT" help:"Log format: text or json."`
+	Addr               string        `default:":3000" env:"SHARDCHAT_ADDR" help:"Address to listen on, host:port."`
+	Port               int           `env:"PORT" help:"Port to listen on; replaces the port of --addr (PORT=8080 means :8080)."`
+	Shards             int           `default:"${gomaxprocs}" env:"SHARDCHAT_SHARDS" help:"Shard goroutines that own the rooms (default: GOMAXPROCS)."`
+	History            int           `default:"100" env:"SHARDCHAT_HISTORY" help:"Messages kept per room for history and recovery."`
+	MaxConns           int           `default:"100000" env:"SHARDCHAT_MAX_CONNS" help:"Open connections past which new upgrades get HTTP 503."`
+	MaxRooms           int           `default:"16" env:"SHARDCHAT_MAX_ROOMS" help:"Rooms one connection may be in at once."`
+	AllowedOrigins     []string      `env:"SHARDCHAT_ALLOWED_ORIGINS" help:"Cross-origin pages allowed to connect: host patterns such as chat.example.com or *.example.com, comma-separated (same-origin pages and non-browser clients are always allowed)."`
+	Rate               float64       `default:"10" env:"SHARDCHAT_RATE" help:"Chat messages a second per connection."`
+	Burst              int           `default:"20" env:"SHARDCHAT_BURST" help:"Chat messages a connection may send at once before --rate applies."`
+	Queue              int           `default:"4096" env:"SHARDCHAT_QUEUE" help:"Objects queued for a connection before it is closed as a slow consumer (4008)."`
+	ShutdownTimeout    time.Duration `default:"10s" env:"SHARDCHAT_SHUTDOWN_TIMEOUT" help:"How long SIGTERM waits for sessions to drain before cutting them."`
+	RedisURL           string        `env:"REDIS_URL" help:"Share rooms with other hosts through Redis: redis://[user:password@]host:6379[/db], rediss:// for TLS, several seed addresses (redis://h1:7000,h2:7001) for Redis Cluster. Empty: this host alone."`
+	HistoryTTL         time.Duration `default:"24h" env:"SHARDCHAT_HISTORY_TTL" help:"With --redis-url: how long a room's history outlives its last message and last member."`
+	HostTimeout        time.Duration `default:"4s" env:"SHARDCHAT_HOST_TIMEOUT" help:"With --redis-url: how long a host that stopped heartbeating counts as alive; its users leave every room within this plus a second."`
+	RedisPrefix        string        `default:"shardchat:" env:"SHARDCHAT_REDIS_PREFIX" help:"With --redis-url: the prefix of every Redis key and channel, to share one Redis between deployments."`
+	Node               string        `env:"SHARDCHAT_NODE" help:"This host's name in welcome and among the hosts sharing Redis (default: the host name and a random suffix, new at every start)."`
+	AuthHMACSecret     string        `name:"auth-hmac-secret" env:"SHARDCHAT_AUTH_HMAC_SECRET" help:"Require tokens signed with this HS256 secret (at least 32 bytes). Prefer the environment or --auth-hmac-secret-file: a flag shows in the process list."`
+	AuthHMACSecretFile string        `name:"auth-hmac-secret-file" env:"SHARDCHAT_AUTH_HMAC_SECRET_FILE" type:"existingfile" help:"Require tokens signed with the HS256 secret in this file."`
+	AuthPublicKey      string        `name:"auth-public-key" env:"SHARDCHAT_AUTH_PUBLIC_KEY" type:"existingfile" help:"Require tokens signed with the private half of this PEM public key: RSA (RS256) or ECDSA P-256 (ES256)."`
+	AuthLeeway         time.Duration `name:"auth-leeway" default:"30s" env:"SHARDCHAT_AUTH_LEEWAY" help:"Clock skew allowed on a token's exp and nbf."`
+	MaxConnsPerIP      int           `name:"max-conns-per-ip" default:"500" env:"SHARDCHAT_MAX_CONNS_PER_IP" help:"Open connections one client address (an IPv6 /64) may hold; past it upgrades get HTTP 429. 0: no cap (for a bench from one address)."`
+	ConnectRatePerIP   float64       `name:"connect-rate-per-ip" default:"20" env:"SHARDCHAT_CONNECT_RATE_PER_IP" help:"New connections a second one client address may open, after a burst of --connect-burst-per-ip; past it upgrades get HTTP 429. 0: no bound."`
+	ConnectBurstPerIP  int           `name:"connect-burst-per-ip" default:"40" env:"SHARDCHAT_CONNECT_BURST_PER_IP" help:"New connections one client address may open at once."`
+	TrustedProxies     []string      `name:"trusted-proxies" env:"SHARDCHAT_TRUSTED_PROXIES" help:"CIDRs of the proxies in front of this server (such as 127.0.0.1/32 for nginx on the same host): X-Forwarded-For is believed only from them, for limits and logs."`
+	LogLevel           string        `default:"info" enum:"debug,info,warn,error" env:"SHARDCHAT_LOG_LEVEL" help:"Log level: debug, info, warn or error."`
+	LogFormat          string        `default:"text" enum:"text,json" env:"SHARDCHAT_LOG_FORMAT" help:"Log format: text or json."`
 }
 
 // Validate refuses flag values that cannot work, saying what to fix.
@@ -116,6 +126,18 @@ func (c *serveCmd) Validate() error {
 			return errors.New(check.msg)
 		}
 	}
+	if c.MaxConnsPerIP < 0 || c.ConnectRatePerIP < 0 || c.ConnectBurstPerIP < 1 {
+		return errors.New("--max-conns-per-ip and --connect-rate-per-ip must be 0 (no limit) or more, --connect-burst-per-ip at least 1")
+	}
+	secrets := 0
+	for _, s := range []string{c.AuthHMACSecret, c.AuthHMACSecretFile, c.AuthPublicKey} {
+		if s != "" {
+			secrets++
+		}
+	}
+	if secrets > 1 {
+		return errors.New("give one of --auth-hmac-secret, --auth-hmac-secret-file and --auth-public-key")
+	}
 	for _, p := range c.AllowedOrigins {
 		if _, err := path.Match(strings.ToLower(p), ""); err != nil || p == "" {
 			return fmt.Errorf("--allowed-origins %q: not a valid host pattern (use forms such as chat.example.com or *.example.com)", p)
@@ -135,6 +157,13 @@ func (c *serveCmd) Run() error {
 	node := c.Node
 	if node == "" {
 		node = defaultNode()
+	}
+	verifier, err := c.verifier()
+	if err != nil {
+		return err
+	}
+	if verifier != nil {
+		log.Info("authentication on", "algorithm", verifier.Algorithm())
 	}
 	hubCfg := hub.Config{
 		Shards:     c.Shards,
@@ -172,6 +201,12 @@ func (c *serveCmd) Run() error {
 		Rate:           c.Rate,
 		Burst:          c.Burst,
 		Queue:          c.Queue,
+		Auth:           verifier,
+		MaxConnsPerIP:  c.MaxConnsPerIP,
+		TrustedProxies: c.TrustedProxies,
+
+		ConnectRatePerIP:  c.ConnectRatePerIP,
+		ConnectBurstPerIP: c.ConnectBurstPerIP,
 	})
 	if err != nil {
 		return err
@@ -189,6 +224,71 @@ func (c *serveCmd) Run() error {
 		log.Warn("hub close", "err", err)
 	}
 	log.Info("shardchat stopped")
+	return nil
+}
+
+// verifier builds the token verifier of the --auth flags, or nil when authentication is off.
+func (c *serveCmd) verifier() (*auth.Verifier, error) {
+	cfg := auth.Config{Leeway: c.AuthLeeway}
+	switch {
+	case c.AuthHMACSecret != "":
+		cfg.HMACSecret = []byte(c.AuthHMACSecret)
+	case c.AuthHMACSecretFile != "":
+		secret, err := readSecret(c.AuthHMACSecretFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.HMACSecret = secret
+	case c.AuthPublicKey != "":
+		pem, err := os.ReadFile(c.AuthPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("--auth-public-key: %w", err)
+		}
+		cfg.PublicKeyPEM = pem
+	default:
+		return nil, nil
+	}
+	v, err := auth.NewVerifier(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("authentication: %w", err)
+	}
+	return v, nil
+}
+
+// readSecret reads a secret file, without the line break an editor leaves at its end.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the secret file: %w", err)
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
+}
+
+// tokenCmd prints an HS256 token, for operators and tests.
+type tokenCmd struct {
+	SecretFile string        `name:"secret-file" type:"existingfile" help:"The HS256 secret, in a file (or set SHARDCHAT_AUTH_HMAC_SECRET)."`
+	Secret     string        `name:"secret" env:"SHARDCHAT_AUTH_HMAC_SECRET" hidden:"" help:"The HS256 secret."`
+	Sub        string        `required:"" help:"The user name the token is for."`
+	Rooms      []string      `help:"Rooms the user may join: names or patterns with *, comma-separated (default: any room)."`
+	TTL        time.Duration `name:"ttl" default:"1h" help:"How long the token is valid."`
+}
+
+func (c *tokenCmd) Run() error {
+	secret := []byte(c.Secret)
+	if c.SecretFile != "" {
+		var err error
+		if secret, err = readSecret(c.SecretFile); err != nil {
+			return err
+		}
+	}
+	if len(secret) == 0 {
+		return errors.New("no secret: give --secret-file or set SHARDCHAT_AUTH_HMAC_SECRET")
+	}
+	tok, err := auth.SignHS256(secret, c.Sub, c.Rooms, c.TTL, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
 	return nil
 }
 

@@ -69,6 +69,9 @@ func TestServeFlags(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--allowed-origins", "[x"}, "--allowed-origins"},
 		{[]string{"serve", "--nope"}, "--nope"},
+		{[]string{"--max-conns-per-ip", "-1"}, "--max-conns-per-ip"},
+		{[]string{"--auth-hmac-secret", "x", "--auth-public-key", "main.go"}, "one of --auth-hmac-secret"},
+		{[]string{"--auth-public-key", "/no/such/file"}, "/no/such/file"},
 	}
 	for _, tc := range bad {
 		_, err := parse(t, tc.args...)
