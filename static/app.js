@@ -1231,7 +1231,8 @@ function showChat() {
   renderConn();
   stopBusyRooms();
   setJoinBusy(false);
-  $("text").focus();
+  // On a phone the focus would open the keyboard over the conversation one came to read.
+  if (!isNarrow()) $("text").focus();
 }
 
 function showJoinView() {
