@@ -12,17 +12,38 @@ import (
 // Metrics are the Prometheus collectors of the transport. Labels are bounded: error codes,
 // close codes and refusal reasons, never a room or a user.
 type Metrics struct {
-	connections      prometheus.Gauge
-	connectionsTotal prometheus.Counter
+	connections      *prometheus.GaugeVec   // transport
+	connectionsTotal *prometheus.CounterVec // transport
 	upgradesRefused  *prometheus.CounterVec
-	received         prometheus.Counter
-	messages         prometheus.Counter
+	received         *prometheus.CounterVec // transport
+	messages         *prometheus.CounterVec // transport
 	framesWritten    prometheus.Counter
 	bytesWritten     prometheus.Counter
 	slowConsumers    prometheus.Counter
 	typingDropped    prometheus.Counter
-	refused          *prometheus.CounterVec
+	refused          *prometheus.CounterVec // code, transport
+	closes           *prometheus.CounterVec // code, transport
+
+	protos map[string]*protoMetrics // static after NewMetrics
+}
+
+// protoMetrics are the series of one protocol (the transport label), resolved once.
+type protoMetrics struct {
+	name             string
+	connections      prometheus.Gauge
+	connectionsTotal prometheus.Counter
+	received         prometheus.Counter
+	messages         prometheus.Counter
 	closes           *prometheus.CounterVec
+}
+
+// transports are the values of the transport label.
+var transports = []string{"ws", "socketio"}
+
+func (m *Metrics) forProto(name string) *protoMetrics { return m.protos[name] }
+
+func (p *protoMetrics) closed(code wire.CloseCode) {
+	p.closes.WithLabelValues(strconv.Itoa(int(code)), p.name).Inc()
 }
 
 // Reasons an upgrade is refused, the values of the reason label.
@@ -39,26 +60,26 @@ const (
 // NewMetrics creates the transport collectors and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shardchat_connections",
-			Help: "Open WebSocket sessions.",
-		}),
-		connectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Open WebSocket sessions, by transport (ws: the native protocol, socketio).",
+		}, []string{"transport"}),
+		connectionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardchat_connections_total",
-			Help: "WebSocket sessions opened since start.",
-		}),
+			Help: "WebSocket sessions opened since start, by transport.",
+		}, []string{"transport"}),
 		upgradesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardchat_upgrades_refused_total",
 			Help: "WebSocket upgrades refused before a session started, by reason.",
 		}, []string{"reason"}),
-		received: prometheus.NewCounter(prometheus.CounterOpts{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardchat_frames_received_total",
-			Help: "Client frames read.",
-		}),
-		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Client frames read, by transport.",
+		}, []string{"transport"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardchat_messages_received_total",
-			Help: "Chat messages received from clients and passed on to be ordered (refused ones are not counted).",
-		}),
+			Help: "Chat messages received from clients and passed on to be ordered (refused ones are not counted), by transport.",
+		}, []string{"transport"}),
 		framesWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardchat_frames_written_total",
 			Help: "WebSocket frames written to clients; each may carry several objects.",
@@ -77,15 +98,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardchat_requests_refused_total",
-			Help: "Client requests answered with an error object, by error code.",
-		}, []string{"code"}),
+			Help: "Client requests answered with an error, by error code and transport.",
+		}, []string{"code", "transport"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardchat_closes_total",
-			Help: "Sessions closed by the server, by WebSocket close code.",
-		}, []string{"code"}),
+			Help: "Sessions closed by the server, by WebSocket close code and transport.",
+		}, []string{"code", "transport"}),
+		protos: make(map[string]*protoMetrics),
 	}
-	for _, code := range wire.Codes {
-		m.refused.WithLabelValues(string(code))
+	for _, t := range transports {
+		for _, code := range wire.Codes {
+			m.refused.WithLabelValues(string(code), t)
+		}
+		m.protos[t] = &protoMetrics{
+			name:             t,
+			connections:      m.connections.WithLabelValues(t),
+			connectionsTotal: m.connectionsTotal.WithLabelValues(t),
+			received:         m.received.WithLabelValues(t),
+			messages:         m.messages.WithLabelValues(t),
+			closes:           m.closes,
+		}
 	}
 	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade, refuseIPConns, refuseIPRate} {
 		m.upgradesRefused.WithLabelValues(reason)
@@ -96,8 +128,4 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.messages, m.framesWritten,
 		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes)
 	return m
-}
-
-func (m *Metrics) closed(code wire.CloseCode) {
-	m.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
 }

@@ -269,17 +269,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(wire.MaxFrame)
-	sess := newSession(s, s.nextID.Add(1), conn, client.String())
+	sess := newSession(s, s.nextID.Add(1), conn, client.String(), native{})
 	sess.claims = claims
+	s.runSession(sess)
+}
+
+// runSession serves a session until it ends, tracked for shutdown.
+func (s *Server) runSession(sess *session) {
 	if !s.track(sess) {
-		s.metrics.closed(wire.CloseRestart)
-		_ = conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
+		sess.metrics.closed(wire.CloseRestart)
+		_ = sess.conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
 		return
 	}
 	defer s.untrack(sess)
-	s.metrics.connections.Inc()
-	s.metrics.connectionsTotal.Inc()
-	defer s.metrics.connections.Dec()
+	sess.metrics.connections.Inc()
+	sess.metrics.connectionsTotal.Inc()
+	defer sess.metrics.connections.Dec()
 	sess.run(s.baseCtx)
 }
 

@@ -104,7 +104,7 @@ func TestPingDropsDeadClients(t *testing.T) {
 	if ev := alive.nextOf(wire.TypePong); ev.Ref != "still" {
 		t.Fatalf("pong %+v", ev)
 	}
-	waitFor(t, func() bool { return testutil.ToFloat64(env.metrics.connections) == 1 })
+	waitFor(t, func() bool { return testutil.ToFloat64(env.metrics.connections.WithLabelValues("ws")) == 1 })
 }
 
 func TestOutbox(t *testing.T) {
@@ -220,7 +220,7 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := map[string]bool{"code": true, "reason": true, "shard": true}
+	allowed := map[string]bool{"code": true, "reason": true, "shard": true, "transport": true}
 	seen := 0
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
@@ -237,7 +237,7 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	if seen < 15 {
 		t.Fatalf("only %d shardchat_ metric families gathered", seen)
 	}
-	if n := testutil.ToFloat64(env.metrics.messages); n != 1 {
+	if n := testutil.ToFloat64(env.metrics.messages.WithLabelValues("ws")); n != 1 {
 		t.Fatalf("messages received = %v", n)
 	}
 }

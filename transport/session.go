@@ -21,17 +21,20 @@ import (
 var errSessionClosed = errors.New("session closed")
 
 // session is one WebSocket connection: a reader that decodes, validates and rate-limits the
-// client's requests and calls the hub, and a writer that drains the outbox into frames.
+// client's requests and calls the hub, and a writer that drains the outbox into frames. Its
+// protocol (native, or Socket.IO) decides what goes over the wire; the rest is shared.
 //
 // Send and SendBestEffort (the shard.Member side) are called by shard goroutines; closeWith
 // by anyone; the rest by the reader alone.
 type session struct {
 	// Static after construction.
-	id     uint64
-	srv    *Server
-	conn   *websocket.Conn
-	remote string
-	out    *outbox
+	id      uint64
+	srv     *Server
+	conn    *websocket.Conn
+	remote  string
+	out     *outbox
+	proto   protocol
+	metrics *protoMetrics
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
 
@@ -40,7 +43,7 @@ type session struct {
 	closeCode   wire.CloseCode // 0 while open; the first reason given wins
 	closeReason string
 
-	// Static after run starts.
+	// Set before run starts, or by the reader (a Socket.IO CONNECT) before any join.
 	claims *auth.Claims // the token's, when authentication is on
 
 	// Owned by the reader.
@@ -53,7 +56,7 @@ type session struct {
 	logLazily *slog.Logger
 }
 
-func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string) *session {
+func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string, proto protocol) *session {
 	cfg := &srv.cfg
 	s := &session{
 		id:       id,
@@ -61,6 +64,8 @@ func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string) *se
 		conn:     conn,
 		remote:   remote,
 		out:      newOutbox(cfg.Queue),
+		proto:    proto,
+		metrics:  srv.metrics.forProto(proto.name()),
 		rooms:    make(map[string]struct{}),
 		messages: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst),
 		requests: rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
@@ -78,12 +83,18 @@ func (s *session) log() *slog.Logger {
 	return s.logLazily
 }
 
-// Send queues obj; see shard.Member.
-func (s *session) Send(obj []byte) { s.out.push(obj) }
+// Send queues obj in the session's protocol; see shard.Member.
+func (s *session) Send(obj []byte) { s.proto.deliver(s, obj, false) }
 
 // SendBestEffort queues obj unless the queue is more than half full; see shard.Member.
-func (s *session) SendBestEffort(obj []byte) {
-	if !s.out.pushBestEffort(obj) {
+func (s *session) SendBestEffort(obj []byte) { s.proto.deliver(s, obj, true) }
+
+// queue puts one frame (or object, for protocols that join them) in the outbox.
+func (s *session) queue(frame []byte) { s.out.push(frame) }
+
+// queueBestEffort is queue for what may be dropped when the outbox is more than half full.
+func (s *session) queueBestEffort(frame []byte) {
+	if !s.out.pushBestEffort(frame) {
 		s.srv.metrics.typingDropped.Inc()
 	}
 }
@@ -120,7 +131,7 @@ func (s *session) run(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { cancel(s.writeLoop(ctx)) })
-	s.Send(s.srv.welcome)
+	s.proto.greet(s)
 	err := s.readLoop(ctx)
 	cancel(err)
 	wg.Wait()
@@ -129,7 +140,7 @@ func (s *session) run(ctx context.Context) {
 
 	switch {
 	case errors.Is(err, websocket.ErrMessageTooBig):
-		s.srv.metrics.closed(wire.CloseTooBig)
+		s.metrics.closed(wire.CloseTooBig)
 	case websocket.CloseStatus(err) != -1:
 		s.log().Debug("client closed", "code", int(websocket.CloseStatus(err)))
 	}
@@ -157,17 +168,13 @@ func (s *session) readLoop(ctx context.Context) error {
 			return err
 		}
 		s.lastRead.Store(time.Now().UnixNano())
-		s.srv.metrics.received.Inc()
+		s.metrics.received.Inc()
 		bufp := s.srv.readBufs.Get().(*[]byte)
 		frame, err := readAll(r, (*bufp)[:0])
 		if err != nil {
 			return err
 		}
-		if typ != websocket.MessageText {
-			s.refuse("", wire.Errorf(wire.CodeBadRequest, "binary frames are not accepted; send JSON in text frames"))
-		} else {
-			err = s.handle(ctx, frame)
-		}
+		err = s.proto.serve(ctx, s, typ, frame)
 		*bufp = frame[:0]
 		s.srv.readBufs.Put(bufp)
 		if err != nil {
@@ -208,8 +215,13 @@ func (s *session) handle(ctx context.Context, frame []byte) error {
 		s.Send(wire.AppendPong(nil, req.Ref))
 		return nil
 	}
+	return s.dispatch(ctx, &req)
+}
+
+// dispatch serves one decoded request.
+func (s *session) dispatch(ctx context.Context, req *wire.Request) error {
 	if req.Type == wire.TypeJoin {
-		return s.join(ctx, &req)
+		return s.join(ctx, req)
 	}
 	if _, ok := s.rooms[req.Room]; !ok {
 		s.refuse(req.Ref, wire.Errorf(wire.CodeNotJoined, "join room %s first", req.Room))
@@ -228,7 +240,7 @@ func (s *session) handle(ctx context.Context, frame []byte) error {
 			return nil
 		}
 		hubReq.Text = req.Text
-		s.srv.metrics.messages.Inc()
+		s.metrics.messages.Inc()
 		err = hub.Publish(ctx, hubReq)
 	case wire.TypeTyping:
 		hubReq.On = req.On
@@ -305,7 +317,7 @@ func (s *session) outcome(ref string, err error) error {
 // refuse answers a request with an error object, counts it, and closes a client that keeps
 // sending bad requests with 1008.
 func (s *session) refuse(ref string, e *wire.Error) {
-	s.srv.metrics.refused.WithLabelValues(string(e.Code)).Inc()
+	s.srv.metrics.refused.WithLabelValues(string(e.Code), s.proto.name()).Inc()
 	s.Send(wire.AppendError(nil, ref, e))
 	if !s.abuse.Allow() {
 		s.closeWith(wire.ClosePolicy, "too many bad requests")
@@ -316,7 +328,7 @@ func (s *session) refuse(ref string, e *wire.Error) {
 // allows, pings an idle client, and closes the connection when asked to.
 func (s *session) writeLoop(ctx context.Context) error {
 	cfg := &s.srv.cfg
-	ping := time.NewTicker(cfg.PingInterval)
+	ping := time.NewTicker(s.proto.tick(cfg))
 	defer ping.Stop()
 	var batch [][]byte
 	for {
@@ -324,7 +336,7 @@ func (s *session) writeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-ping.C:
-			if err := s.pingIfIdle(ctx); err != nil {
+			if err := s.proto.keepalive(ctx, s); err != nil {
 				return err
 			}
 			continue
@@ -359,7 +371,7 @@ func (s *session) writeLoop(ctx context.Context) error {
 
 // close closes the connection with code and counts it.
 func (s *session) close(code wire.CloseCode, reason string) error {
-	s.srv.metrics.closed(code)
+	s.metrics.closed(code)
 	_ = s.conn.Close(websocket.StatusCode(code), reason) // errors here mean the peer is gone already
 	return errSessionClosed
 }
@@ -382,9 +394,18 @@ func (s *session) pingIfIdle(ctx context.Context) error {
 }
 
 // writeBatch joins objects with '\n' into frames of at most FrameCap bytes (an object larger
-// than that goes alone) and writes each with a deadline.
+// than that goes alone) and writes each with a deadline. A protocol that does not join
+// (Socket.IO: one packet a frame) gets one frame each.
 func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
 	if len(batch) == 0 {
+		return nil
+	}
+	if !s.proto.joinFrames() {
+		for _, frame := range batch {
+			if err := s.writeFrame(ctx, frame); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	bufp := s.srv.frameBufs.Get().(*[]byte)

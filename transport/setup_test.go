@@ -226,11 +226,11 @@ func (c *client) expectError(code wire.Code, ref string) wire.Event {
 }
 
 func refusedCount(m *Metrics, code wire.Code) float64 {
-	return testutil.ToFloat64(m.refused.WithLabelValues(string(code)))
+	return testutil.ToFloat64(m.refused.WithLabelValues(string(code), "ws"))
 }
 
 func closedCount(m *Metrics, code wire.CloseCode) float64 {
-	return testutil.ToFloat64(m.closes.WithLabelValues(fmt.Sprint(int(code))))
+	return testutil.ToFloat64(m.closes.WithLabelValues(fmt.Sprint(int(code)), "ws"))
 }
 
 func on(b bool) *bool { return &b }

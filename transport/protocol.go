@@ -1,0 +1,59 @@
+package transport
+
+import (
+	"context"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// protocol is what one wire protocol brings to a session: what the server says first, how a
+// client frame is read, how an object for the member (always a native protocol object, from
+// a shard or from the session) goes over the wire, and how the connection is kept alive.
+type protocol interface {
+	// name labels the protocol's metrics: "ws" or "socketio".
+	name() string
+	// greet queues what the server sends first.
+	greet(s *session)
+	// serve handles one client frame, on the reader's goroutine; an error ends the session.
+	serve(ctx context.Context, s *session, typ websocket.MessageType, frame []byte) error
+	// deliver queues obj in the protocol's form. Shard goroutines call it: it must not block.
+	deliver(s *session, obj []byte, bestEffort bool)
+	// joinFrames reports whether the writer may join several queued items into one frame.
+	joinFrames() bool
+	// tick is how often keepalive runs.
+	tick(cfg *Config) time.Duration
+	// keepalive runs on the writer's goroutine every tick; an error ends the session.
+	keepalive(ctx context.Context, s *session) error
+}
+
+// native is the shardchat protocol of docs/protocol.md, on /ws.
+type native struct{}
+
+func (native) name() string { return "ws" }
+
+func (native) greet(s *session) { s.queue(s.srv.welcome) }
+
+func (native) serve(ctx context.Context, s *session, typ websocket.MessageType, frame []byte) error {
+	if typ != websocket.MessageText {
+		s.refuse("", wire.Errorf(wire.CodeBadRequest, "binary frames are not accepted; send JSON in text frames"))
+		return nil
+	}
+	return s.handle(ctx, frame)
+}
+
+func (native) deliver(s *session, obj []byte, bestEffort bool) {
+	if bestEffort {
+		s.queueBestEffort(obj)
+		return
+	}
+	s.queue(obj)
+}
+
+func (native) joinFrames() bool { return true }
+
+func (native) tick(cfg *Config) time.Duration { return cfg.PingInterval }
+
+func (native) keepalive(ctx context.Context, s *session) error { return s.pingIfIdle(ctx) }
