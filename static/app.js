@@ -48,6 +48,7 @@ const state = {
   connectTimer: 0,
   lastHeard: 0,
   everConnected: false,
+  welcomed: false, // whether the current connection got its welcome
 
   requests: new Map(), // ref -> what we asked, for this connection; messages live in outbox
   joinQueue: [], // joins waiting for the connection: {room, source}
@@ -61,6 +62,50 @@ const state = {
   typingIdleTimer: 0,
 };
 
+// ---------------------------------------------------------------- sign-in token
+
+// With authentication on, the page is opened as /?token=JWT (docs/security.md). The token
+// goes to the server as the token query parameter of /ws. It leaves the address bar at once,
+// so that a room link copied from there does not hand it on, and stays in this tab's session
+// storage for reloads. The page reads the token's claims only to show them: the server judges.
+const auth = { token: "", sub: "", exp: 0 };
+const TOKEN_LEEWAY = 30000; // the server's default clock skew on exp
+
+function readToken() {
+  const params = new URLSearchParams(location.search);
+  let token = params.get("token") || "";
+  if (token) {
+    params.delete("token");
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? `?${query}` : "") + location.hash);
+    try {
+      sessionStorage.setItem("shardchat.token", token);
+    } catch {
+      // without storage a reload needs the link again
+    }
+  } else {
+    try {
+      token = sessionStorage.getItem("shardchat.token") || "";
+    } catch {
+      // as above
+    }
+  }
+  auth.token = token;
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(part + "=".repeat((4 - (part.length % 4)) % 4)), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    if (typeof claims.sub === "string") auth.sub = claims.sub.trim();
+    if (typeof claims.exp === "number") auth.exp = claims.exp * 1000;
+  } catch {
+    // no token, or one the page cannot read: the server says what it thinks of it
+  }
+}
+
+function tokenExpired() {
+  return auth.exp > 0 && Date.now() > auth.exp + TOKEN_LEEWAY;
+}
+
 const refPrefix = Math.random().toString(36).slice(2, 8);
 let refCounter = 0;
 const newRef = (kind) => `${kind}-${refPrefix}-${++refCounter}`;
@@ -68,7 +113,8 @@ const newRef = (kind) => `${kind}-${refPrefix}-${++refCounter}`;
 // ---------------------------------------------------------------- connection
 
 function wsURL() {
-  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const token = auth.token ? `?token=${encodeURIComponent(auth.token)}` : "";
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws${token}`;
 }
 
 function connect() {
@@ -79,6 +125,7 @@ function connect() {
   const ws = new WebSocket(wsURL());
   state.ws = ws;
   state.connUser = "";
+  state.welcomed = false;
   state.requests.clear();
   clearTimeout(state.connectTimer);
   state.connectTimer = setTimeout(() => {
@@ -149,6 +196,13 @@ function socketGone(ws, code) {
     return;
   }
   console.info("shardchat: connection closed", code);
+  // 4003: the token expired. A refused upgrade (HTTP 401) looks like any failed connect, so
+  // an expired token is the best guess then. Either way the same token cannot get back in.
+  if (code === 4003 || (!state.welcomed && tokenExpired())) {
+    clearTimeout(state.retryTimer);
+    setConn("expired");
+    return;
+  }
   scheduleReconnect();
 }
 
@@ -206,6 +260,7 @@ const connSpoken = {
   open: "Connected.",
   waiting: "Connection lost. Reconnecting soon.",
   offline: "You are offline.",
+  expired: "Your sign-in has expired.",
 };
 
 function setConn(conn) {
@@ -239,14 +294,23 @@ function renderConn() {
       text = "Offline";
       banner = "You are offline. shardchat reconnects when the network is back.";
       break;
+    case "expired":
+      text = "Signed out";
+      banner = "Your sign-in has expired. Open a fresh sign-in link to go on.";
+      break;
     default:
       text = "Not connected";
   }
   $("conn-text").textContent = text;
   if (state.joinView && $("join-submit").disabled) {
     const status = $("join-status");
-    if (state.conn === "waiting" || state.conn === "offline") {
-      status.textContent = `Cannot reach the server. ${text}.`;
+    if (state.conn === "expired") {
+      status.textContent = "Your sign-in has expired. Open a fresh sign-in link to go on.";
+      status.classList.add("error");
+    } else if (state.conn === "waiting" || state.conn === "offline") {
+      let why = `Cannot reach the server. ${text}.`;
+      if (auth.token && !state.everConnected && state.attempt >= 3) why += " If it keeps failing, your sign-in link may not be valid.";
+      status.textContent = why;
       status.classList.add("error");
     } else if (status.classList.contains("error")) {
       status.textContent = "Connecting…";
@@ -291,6 +355,7 @@ function onWelcome(obj) {
   state.tokens = state.limits.burst;
   state.tokensAt = performance.now();
   state.everConnected = true;
+  state.welcomed = true;
   setConn("open");
   startPing();
   if (state.rooms.size === 0) state.attempt = 0;
@@ -323,7 +388,9 @@ function joinRoom(name, source) {
 function sendJoin(name, source) {
   const room = state.rooms.get(name);
   const ref = newRef("j");
-  const req = { type: "join", room: name, user: state.user, ref };
+  // With a token the server takes the name from it; a join may leave it out.
+  const req = { type: "join", room: name, ref };
+  if (state.user) req.user = state.user;
   if (room && room.epoch) req.since = { epoch: room.epoch, seq: room.lastSeq };
   state.requests.set(ref, { kind: "join", room: name, source });
   send(req);
@@ -548,6 +615,7 @@ function onError(obj) {
 }
 
 const friendly = {
+  unauthorized: (room) => (auth.sub ? `Your sign-in does not let you into #${room}.` : ""),
   name_taken: (room, user) => `Someone in #${room} is already called “${user}”. Pick another name.`,
   invalid_room: () => "A room name starts with a letter or digit, then letters, digits, “.”, “_” or “-”, at most 64 in all.",
   room_limit: () => `You can be in at most ${state.limits.rooms} rooms at once. Leave one first.`,
@@ -556,7 +624,7 @@ const friendly = {
 
 function explain(obj, room, user) {
   const f = friendly[obj.code];
-  return f ? f(room, user) : obj.message || obj.code;
+  return (f && f(room, user)) || obj.message || obj.code;
 }
 
 function onJoinError(req, obj) {
@@ -576,7 +644,9 @@ function onJoinError(req, obj) {
   const message = explain(obj, req.room, state.user);
   if (req.source === "form" || req.source === "restore") {
     loadBusyRooms();
-    const field = ["name_taken", "invalid_user", "unauthorized"].includes(obj.code) ? "user" : "room";
+    // A token fixes the name, so then a refusal is about the room.
+    const aboutName = ["name_taken", "invalid_user"].includes(obj.code) || (obj.code === "unauthorized" && !auth.sub);
+    const field = aboutName ? "user" : "room";
     if (!state.rooms.size) state.user = "";
     showJoinView();
     setJoinBusy(false);
@@ -1507,6 +1577,7 @@ function readSession() {
 // ---------------------------------------------------------------- start
 
 function start() {
+  readToken();
   const hashRoom = decodeURIComponent(location.hash.slice(1));
   let saved = null;
   try {
@@ -1514,10 +1585,16 @@ function start() {
   } catch {
     // as above
   }
+  if (auth.sub) {
+    $("join-user").value = auth.sub;
+    $("join-user").readOnly = true;
+    $("join-user-hint").hidden = false;
+  }
   $("join-room").value = ROOM_RE.test(hashRoom) ? hashRoom : "general";
   saved = readSession();
   showJoinView();
   renderConn();
+  if (saved && saved.user && auth.sub && saved.user !== auth.sub) saved = null; // another sign-in
   if (saved && saved.user && !validUser(saved.user) && saved.rooms.length) {
     state.user = saved.user;
     $("join-user").value = saved.user;
@@ -1527,6 +1604,10 @@ function start() {
     // In the saved order, which the sidebar keeps; the room of the URL comes to the front.
     for (const r of rooms) joinRoom(r, r === first ? "restore" : "rejoin-later");
     if (!rooms.includes(first)) joinRoom(first, "restore");
+  } else if (tokenExpired()) {
+    setConn("expired");
+    $("join-status").textContent = "Your sign-in has expired. Open a fresh sign-in link to go on.";
+    $("join-status").classList.add("error");
   } else if ($("join-user").value) {
     $("join-submit").focus();
   } else {
