@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/shardchat/shardchat/hub"
 	"github.com/shardchat/shardchat/transport/auth"
+	"github.com/shardchat/shardchat/transport/sio"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -133,6 +135,12 @@ func setDefault[T int | float64 | time.Duration](v *T, def T) {
 	}
 }
 
+func randomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 func defaultNode() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
@@ -158,6 +166,7 @@ type Server struct {
 	stop      context.CancelFunc
 	proxies   proxies
 	ipLimits  *ipLimits
+	derived   *derivedCache // Socket.IO forms of fanned-out objects
 
 	nextID   atomic.Uint64
 	conns    atomic.Int64
@@ -190,9 +199,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
 	s.ipLimits = newIPLimits(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)
+	s.derived = newDerivedCache()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /socket.io/", s.serveSocketIO)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	if cfg.Gatherer != nil {
@@ -226,6 +237,41 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.upgrade(w, r, true, func(uint64) protocol { return native{} })
+}
+
+// serveSocketIO takes socket.io-client v4 connections: Engine.IO 4 over WebSocket only. The
+// polling transport, other Engine.IO versions and session resumption are refused with the
+// HTTP status and error body that Engine.IO clients understand.
+func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	switch {
+	case q.Get("EIO") != "4":
+		s.refuseHandshake(w, sio.ErrUnsupportedVersion)
+	case q.Get("transport") != "websocket":
+		s.refuseHandshake(w, sio.ErrTransportUnknown) // set transports: ["websocket"] in the client
+	case q.Get("sid") != "":
+		s.refuseHandshake(w, sio.HandshakeError{Code: 1, Message: "Session ID unknown"})
+	case !strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+		s.refuseHandshake(w, sio.ErrBadRequest)
+	default:
+		// With authentication on, the token may come in the CONNECT packet instead.
+		s.upgrade(w, r, false, func(id uint64) protocol {
+			return newSocketIO("sc"+strconv.FormatUint(id, 36)+"-"+randomSuffix(), s.derived)
+		})
+	}
+}
+
+func (s *Server) refuseHandshake(w http.ResponseWriter, e sio.HandshakeError) {
+	s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+// upgrade runs the checks every connection passes, upgrades it and serves the session.
+// needToken says whether a token must come with the upgrade (when authentication is on).
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool, newProto func(id uint64) protocol) {
 	client := s.proxies.clientAddr(r)
 	if s.draining.Load() {
 		s.refuseUpgrade(w, refuseDraining, http.StatusServiceUnavailable, "server is restarting; try again", 0)
@@ -239,10 +285,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Auth != nil {
 		var err error
 		claims, err = s.verify(r)
-		if err != nil {
-			var refusal *auth.Refusal
+		var refusal *auth.Refusal
+		missing := errors.As(err, &refusal) && refusal.Reason == auth.ReasonMissing
+		if err != nil && (needToken || !missing) {
 			reason := auth.ReasonClaims
-			if errors.As(err, &refusal) {
+			if refusal != nil {
 				reason = refusal.Reason
 			}
 			s.log.Debug("token refused", "remote", client, "reason", reason.Metric, "err", err)
@@ -269,7 +316,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(wire.MaxFrame)
-	sess := newSession(s, s.nextID.Add(1), conn, client.String(), native{})
+	id := s.nextID.Add(1)
+	sess := newSession(s, id, conn, client.String(), newProto(id))
 	sess.claims = claims
 	s.runSession(sess)
 }

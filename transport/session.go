@@ -45,6 +45,7 @@ type session struct {
 
 	// Set before run starts, or by the reader (a Socket.IO CONNECT) before any join.
 	claims *auth.Claims // the token's, when authentication is on
+	expiry *time.Timer  // closes the session when the token expires
 
 	// Owned by the reader.
 	user      string
@@ -124,11 +125,13 @@ func (s *session) closing() (wire.CloseCode, string) {
 func (s *session) run(ctx context.Context) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	if s.claims != nil {
-		expire := time.AfterFunc(time.Until(s.srv.cfg.Auth.Deadline(s.claims)), func() {
-			s.closeWith(wire.CloseTokenExpired, "token expired; reconnect with a fresh token")
-		})
-		defer expire.Stop()
+		s.watchExpiry()
 	}
+	defer func() {
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
+	}()
 	var wg sync.WaitGroup
 	wg.Go(func() { cancel(s.writeLoop(ctx)) })
 	s.proto.greet(s)
@@ -144,6 +147,14 @@ func (s *session) run(ctx context.Context) {
 	case websocket.CloseStatus(err) != -1:
 		s.log().Debug("client closed", "code", int(websocket.CloseStatus(err)))
 	}
+}
+
+// watchExpiry closes the session with 4003 when its token expires. The reader calls it once
+// it has the session's claims.
+func (s *session) watchExpiry() {
+	s.expiry = time.AfterFunc(time.Until(s.srv.cfg.Auth.Deadline(s.claims)), func() {
+		s.closeWith(wire.CloseTokenExpired, "token expired; reconnect with a fresh token")
+	})
 }
 
 // leaveAll takes the member out of every room it joined, telling the others.

@@ -1,0 +1,81 @@
+package transport
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// derivedCache remembers, for the objects a shard fans out, their Socket.IO form: a shard
+// hands the same bytes to every member of a room, so the first Socket.IO member to get them
+// converts them and every other one reuses the result. A message is thus encoded once for each
+// protocol however many members receive it, and the shards know nothing of Socket.IO.
+//
+// Entries are keyed by the address of the object's bytes and keep those bytes alive, so an
+// address cannot be reused by another object while its entry is here. The cache holds the
+// most recent objects of each stripe; stripes keep shards from contending. It is safe for
+// concurrent use.
+type derivedCache struct {
+	stripes [derivedStripes]derivedStripe
+}
+
+const (
+	derivedStripes   = 16
+	derivedPerStripe = 256
+)
+
+type derivedStripe struct {
+	mu    sync.Mutex
+	items map[*byte]*derived
+	ring  [derivedPerStripe]*byte // insertion order, for eviction
+	next  int
+}
+
+// derived is what a broadcast object becomes for Socket.IO members.
+type derived struct {
+	src   []byte // keeps the key's memory alive
+	frame []byte // the Engine.IO frame of the event
+	kind  string // the native type: message, typing or presence
+	room  string
+	user  string
+	ref   string
+	seq   uint64
+	join  bool // presence: a join
+}
+
+func newDerivedCache() *derivedCache {
+	c := &derivedCache{}
+	for i := range c.stripes {
+		c.stripes[i].items = make(map[*byte]*derived, derivedPerStripe)
+	}
+	return c
+}
+
+// get returns obj's derived form, made by convert the first time.
+func (c *derivedCache) get(obj []byte, convert func([]byte) (*derived, error)) (*derived, error) {
+	if len(obj) == 0 {
+		return convert(obj)
+	}
+	key := unsafe.SliceData(obj)
+	st := &c.stripes[(uintptr(unsafe.Pointer(key))>>4)%derivedStripes]
+	st.mu.Lock()
+	if d, ok := st.items[key]; ok && len(d.src) == len(obj) {
+		st.mu.Unlock()
+		return d, nil
+	}
+	st.mu.Unlock()
+
+	d, err := convert(obj) // outside the lock: members of other rooms need not wait
+	if err != nil {
+		return nil, err
+	}
+	d.src = obj
+	st.mu.Lock()
+	if old := st.ring[st.next]; old != nil {
+		delete(st.items, old)
+	}
+	st.ring[st.next] = key
+	st.next = (st.next + 1) % derivedPerStripe
+	st.items[key] = d
+	st.mu.Unlock()
+	return d, nil
+}
