@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Programs the tests need, as program=debian-package. `make deps` installs the missing ones
 # with apt-get when it runs as root (CI does), and says what to install otherwise.
-TEST_DEPS := gcc=gcc chromium=chromium redis-server=redis-server redis-cli=redis-tools nginx=nginx prometheus=prometheus systemd-analyze=systemd
+TEST_DEPS := gcc=gcc chromium=chromium redis-server=redis-server redis-cli=redis-tools nginx=nginx prometheus=prometheus systemd-analyze=systemd node=nodejs npm=npm
 
 .PHONY: build run test deps vet fuzz bench
 
@@ -37,6 +37,8 @@ deps:
 	    echo "the tests need:$$missing; install them (apt-get install$$missing) or run make test as root"; exit 1; \
 	  fi; \
 	fi
+	@# The Socket.IO compatibility test drives a stock socket.io-client, pinned in its lock file.
+	cd transport/testdata/socketio-client && npm ci --no-audit --no-fund --loglevel=error
 
 vet:
 	$(GO) vet ./...
