@@ -1500,7 +1500,9 @@ window.addEventListener("hashchange", () => {
 let busyTimer = 0;
 async function loadBusyRooms() {
   try {
-    const res = await fetch("/api/rooms", { cache: "no-store" });
+    // With authentication on, the list shows only the rooms the token may join.
+    const headers = auth.token ? { Authorization: `Bearer ${auth.token}` } : {};
+    const res = await fetch("/api/rooms", { cache: "no-store", headers });
     if (!res.ok) return;
     const body = await res.json();
     renderBusyRooms(Array.isArray(body.rooms) ? body.rooms : []);

@@ -278,3 +278,31 @@ func FuzzClientAddress(f *testing.F) {
 		t.Fatalf("client %s is neither the peer %s nor in %q", got, peer, xff)
 	})
 }
+
+func TestRoomsAPIWithAuth(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{Auth: verifier(t)}, shard.Config{})
+	for _, who := range []struct{ user, room string }{{"a", "team-a"}, {"b", "secret"}} {
+		c, _, err := env.dialWith("?token="+token(t, who.user, nil, time.Hour), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.join(who.room, "")
+	}
+	get := func(query string) (int, string) {
+		resp, err := http.Get(env.http.URL + "/api/rooms" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Fatalf("/api/rooms without a token: %d, want 401", code)
+	}
+	code, body := get("?token=" + token(t, "viewer", []string{"team-*"}, time.Hour))
+	if code != http.StatusOK || !strings.Contains(body, `"team-a"`) || strings.Contains(body, "secret") {
+		t.Fatalf("/api/rooms for a team token: %d %s", code, body)
+	}
+}

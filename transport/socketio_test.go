@@ -334,3 +334,31 @@ func TestSocketIOPingTimeout(t *testing.T) {
 		t.Fatalf("the answering client: %+v", j)
 	}
 }
+
+func TestSocketIOAuth(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{Auth: verifier(t)}, shard.Config{})
+	c := env.dialSIO(true) // no token at the upgrade: it may come with CONNECT
+	c.send(`40{"token":"not a token"}`)
+	if f := c.next(); !strings.HasPrefix(f, `44{"message":`) {
+		t.Fatalf("a bad token: %q, want CONNECT_ERROR", f)
+	}
+	if n := testutil.ToFloat64(env.metrics.upgradesRefused.WithLabelValues("token_malformed")); n != 1 {
+		t.Fatalf("refused{token_malformed} = %v", n)
+	}
+	c.send(`40{"token":"` + token(t, "alice", []string{"team-*"}, time.Hour) + `"}`)
+	if f := c.next(); !strings.HasPrefix(f, `40{"sid":`) {
+		t.Fatalf("a good token: %q", f)
+	}
+	c.send(`421["join",{"room":"team-a"}]`)
+	var j joinAck
+	c.ack("1", &j)
+	if !j.OK || strings.Join(j.Users, ",") != "alice" {
+		t.Fatalf("join with the token's name: %+v", j)
+	}
+	c.send(`422["join",{"room":"general"}]`)
+	c.ack("2", &j)
+	if j.OK || j.Code != wire.CodeUnauthorized {
+		t.Fatalf("a room outside the token: %+v", j)
+	}
+}
