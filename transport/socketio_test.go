@@ -362,3 +362,33 @@ func TestSocketIOAuth(t *testing.T) {
 		t.Fatalf("a room outside the token: %+v", j)
 	}
 }
+
+// TestDerivedOncePerObject: a message fanned out to many Socket.IO members is converted once.
+func TestDerivedOncePerObject(t *testing.T) {
+	t.Parallel()
+	c := newDerivedCache()
+	converted := 0
+	convert := func(obj []byte) (*derived, error) {
+		converted++
+		return convertBroadcast(obj)
+	}
+	msg := wire.AppendMessage(nil, &wire.Message{Room: "r", Seq: 7, User: "u", Text: "hi", TS: 1})
+	first, err := c.get(msg, convert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		d, _ := c.get(msg, convert)
+		if d != first {
+			t.Fatal("a second member got another conversion")
+		}
+	}
+	if converted != 1 || string(first.frame) != `42["message",{"room":"r","seq":7,"username":"u","text":"hi","time":1}]` {
+		t.Fatalf("converted %d times into %s", converted, first.frame)
+	}
+	// An equal object elsewhere in memory is another object (another message).
+	copyOf := append([]byte(nil), msg...)
+	if d, _ := c.get(copyOf, convert); d == first || converted != 2 {
+		t.Fatal("a different object was served from the cache")
+	}
+}
