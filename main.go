@@ -7,8 +7,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,7 +154,7 @@ func (c *serveCmd) Run() error {
 
 	node := c.Node
 	if node == "" {
-		node = defaultNode()
+		node = transport.DefaultNode()
 	}
 	verifier, err := c.verifier()
 	if err != nil {
@@ -290,18 +288,6 @@ func (c *tokenCmd) Run() error {
 	}
 	fmt.Println(tok)
 	return nil
-}
-
-// defaultNode names this host: its host name and a suffix new at every start, so that hosts
-// sharing Redis can tell a restarted host from the one that was there before.
-func defaultNode() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "shardchat"
-	}
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	return host + "-" + hex.EncodeToString(b[:])
 }
 
 func newLogger(level, format string) *slog.Logger {

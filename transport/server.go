@@ -103,7 +103,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	if c.Node == "" {
-		c.Node = defaultNode()
+		c.Node = DefaultNode()
 	}
 	for _, p := range c.AllowedOrigins {
 		if _, err := path.Match(strings.ToLower(p), ""); err != nil {
@@ -141,12 +141,14 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-func defaultNode() string {
+// DefaultNode names a host: its host name and a suffix new at every start, so that hosts
+// sharing Redis can tell a restarted host from the one that was there before.
+func DefaultNode() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "shardchat"
 	}
-	var b [2]byte
+	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return host + "-" + hex.EncodeToString(b[:])
 }

@@ -89,14 +89,7 @@ func (e *testEnv) dial() *client {
 
 func (e *testEnv) dialNoWelcome() *client {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, e.url, nil)
-	if err != nil {
-		e.t.Fatalf("dial: %v", err)
-	}
-	conn.SetReadLimit(-1)
-	c := &client{t: e.t, conn: conn, events: make(chan wire.Event, 100000), done: make(chan error, 1)}
+	c := e.dialSilent()
 	c.startReading()
 	return c
 }
