@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path"
@@ -76,12 +77,18 @@ type serveCmd struct {
 	ConnectRatePerIP   float64       `name:"connect-rate-per-ip" default:"20" env:"SHARDCHAT_CONNECT_RATE_PER_IP" help:"New connections a second one client address may open, after a burst of --connect-burst-per-ip; past it upgrades get HTTP 429. 0: no bound."`
 	ConnectBurstPerIP  int           `name:"connect-burst-per-ip" default:"40" env:"SHARDCHAT_CONNECT_BURST_PER_IP" help:"New connections one client address may open at once."`
 	TrustedProxies     []string      `name:"trusted-proxies" env:"SHARDCHAT_TRUSTED_PROXIES" help:"CIDRs of the proxies in front of this server (such as 127.0.0.1/32 for nginx on the same host): X-Forwarded-For is believed only from them, for limits and logs."`
+	DebugAddr          string        `name:"debug-addr" env:"SHARDCHAT_DEBUG_ADDR" help:"Serve Go's pprof profiles on this address, such as 127.0.0.1:6060 (off when empty; never expose it publicly)."`
 	LogLevel           string        `default:"info" enum:"debug,info,warn,error" env:"SHARDCHAT_LOG_LEVEL" help:"Log level: debug, info, warn or error."`
 	LogFormat          string        `default:"text" enum:"text,json" env:"SHARDCHAT_LOG_FORMAT" help:"Log format: text or json."`
 }
 
 // Validate refuses flag values that cannot work, saying what to fix.
 func (c *serveCmd) Validate() error {
+	if c.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			return fmt.Errorf("--debug-addr %q: want host:port, such as 127.0.0.1:6060", c.DebugAddr)
+		}
+	}
 	if c.RedisURL != "" {
 		if !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
 			return fmt.Errorf("--redis-url (REDIS_URL): want redis://host:6379 or rediss://host:6380, got a URL that starts otherwise")
@@ -184,6 +191,13 @@ func (c *serveCmd) Run() error {
 	h, err := hub.New(hubCfg)
 	if err != nil {
 		return err
+	}
+	if c.DebugAddr != "" {
+		stopDebug, err := serveDebug(c.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
 	}
 	defer h.Close()
 	srv, err := transport.New(transport.Config{
@@ -288,6 +302,32 @@ func (c *tokenCmd) Run() error {
 	}
 	fmt.Println(tok)
 	return nil
+}
+
+// serveDebug serves net/http/pprof on addr, on a mux of its own (not the public one), until
+// the returned function is called.
+func serveDebug(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 func newLogger(level, format string) *slog.Logger {
