@@ -445,7 +445,9 @@ func (b *RedisBridge) Users(ctx context.Context, req shard.Request) error {
 	for name, node := range all {
 		pairs = append(pairs, name, node)
 	}
-	req.Member.Send(wire.AppendUsers(nil, req.Ref, req.Room, b.liveUsers(pairs)))
+	if req.Member.Send(wire.AppendUsers(nil, req.Ref, req.Room, b.liveUsers(pairs))) {
+		req.Member.Flush()
+	}
 	return nil
 }
 

@@ -19,14 +19,16 @@ type counter struct {
 	sink chan struct{} // when set, each object is signalled here
 }
 
-func (c *counter) Send(obj []byte) {
+func (c *counter) Send(obj []byte) bool {
 	c.n.Add(1)
 	if c.sink != nil {
 		c.sink <- struct{}{}
 	}
+	return false
 }
-func (c *counter) SendBestEffort(obj []byte)   {}
-func (c *counter) Kick(wire.CloseCode, string) {}
+func (c *counter) SendBestEffort(obj []byte) bool { return false }
+func (c *counter) Flush()                         {}
+func (c *counter) Kick(wire.CloseCode, string)    {}
 
 // BenchmarkRedisOrder orders messages through one Redis from many goroutines, over 16 rooms
 // with a member each on the publishing host, and waits until all came back: messages

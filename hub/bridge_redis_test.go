@@ -22,7 +22,7 @@ type member struct {
 	kicked wire.CloseCode
 }
 
-func (m *member) Send(obj []byte) {
+func (m *member) Send(obj []byte) bool {
 	evs, err := wire.DecodeFrame(nil, obj)
 	if err != nil {
 		panic(err)
@@ -30,9 +30,12 @@ func (m *member) Send(obj []byte) {
 	m.mu.Lock()
 	m.events = append(m.events, evs...)
 	m.mu.Unlock()
+	return false
 }
 
-func (m *member) SendBestEffort(obj []byte) { m.Send(obj) }
+func (m *member) SendBestEffort(obj []byte) bool { return m.Send(obj) }
+
+func (m *member) Flush() {}
 
 func (m *member) Kick(code wire.CloseCode, _ string) {
 	m.mu.Lock()

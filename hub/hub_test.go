@@ -77,8 +77,9 @@ type sink struct {
 	objs int
 }
 
-func (s *sink) Send([]byte)                 { s.mu.Lock(); s.objs++; s.mu.Unlock() }
-func (s *sink) SendBestEffort([]byte)       { s.Send(nil) }
+func (s *sink) Send([]byte) bool            { s.mu.Lock(); s.objs++; s.mu.Unlock(); return true }
+func (s *sink) SendBestEffort([]byte) bool  { return s.Send(nil) }
+func (s *sink) Flush()                      {}
 func (s *sink) Kick(wire.CloseCode, string) {}
 
 func TestHubRoutesAndCloses(t *testing.T) {

@@ -146,7 +146,7 @@ func (s *Shard) deliver(name string, ev Event) {
 		if !ev.On {
 			s.stopTyping(r, ev.User)
 		}
-		r.broadcast(ev.Obj, ev.User)
+		s.broadcast(r, ev.Obj, ev.User)
 	}
 }
 
@@ -178,7 +178,7 @@ func (s *Shard) fanout(r *room, ev Event) {
 	s.stopTyping(r, ev.User)
 	r.seq = ev.Seq
 	r.hist.add(ev.Seq, ev.Obj)
-	n := r.broadcast(ev.Obj, "")
+	n := s.broadcast(r, ev.Obj, "")
 	s.metrics.messages.Inc()
 	s.metrics.deliveries.Add(float64(n))
 	s.metrics.fanout.Observe(time.Since(start).Seconds())

@@ -107,24 +107,3 @@ func (r *room) users() []string {
 	slices.Sort(names)
 	return names
 }
-
-// broadcast hands obj to every member but the one named except, and returns how many got it.
-func (r *room) broadcast(obj []byte, except string) int {
-	n := 0
-	for _, s := range r.members {
-		if s.user != except {
-			s.member.Send(obj)
-			n++
-		}
-	}
-	return n
-}
-
-// broadcastBestEffort is broadcast for objects that may be dropped (typing).
-func (r *room) broadcastBestEffort(obj []byte, except string) {
-	for _, s := range r.members {
-		if s.user != except {
-			s.member.SendBestEffort(obj)
-		}
-	}
-}

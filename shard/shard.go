@@ -143,8 +143,14 @@ type Shard struct {
 	done    chan struct{} // closed when Run returns
 
 	// Owned by Run.
-	rooms map[string]*room
+	rooms   map[string]*room
+	toFlush []Member // members that got objects since the last flush and need waking
 }
+
+// maxBatch bounds how many waiting commands the shard handles before it wakes the writers
+// of the members it queued objects for. Under a burst, each writer then writes many objects
+// in one frame; with nothing waiting, every command is flushed at once.
+const maxBatch = 64
 
 // New returns a shard; start it with Run.
 func New(cfg Config) *Shard {
@@ -178,6 +184,8 @@ func (s *Shard) Run(ctx context.Context) {
 			return
 		case cmd := <-s.inbox:
 			s.handle(cmd)
+			s.handleWaiting()
+			s.flush()
 		case now := <-ticker.C:
 			if s.cfg.Remote != nil {
 				s.retrySyncs(now)
@@ -186,6 +194,58 @@ func (s *Shard) Run(ctx context.Context) {
 				s.sweep(now)
 				lastSweep = now
 			}
+		}
+	}
+}
+
+// handleWaiting handles the commands already waiting in the inbox, up to maxBatch.
+func (s *Shard) handleWaiting() {
+	for range maxBatch - 1 {
+		select {
+		case cmd := <-s.inbox:
+			s.handle(cmd)
+		default:
+			return
+		}
+	}
+}
+
+// send queues obj for m, to be woken at the next flush.
+func (s *Shard) send(m Member, obj []byte) {
+	if m.Send(obj) {
+		s.toFlush = append(s.toFlush, m)
+	}
+}
+
+// flush wakes the writers of the members that got objects.
+func (s *Shard) flush() {
+	for i, m := range s.toFlush {
+		m.Flush()
+		s.toFlush[i] = nil
+	}
+	s.toFlush = s.toFlush[:0]
+}
+
+// broadcast hands obj to every member of r but the one named except, and returns how many
+// got it.
+func (s *Shard) broadcast(r *room, obj []byte, except string) int {
+	n := 0
+	for _, seat := range r.members {
+		if seat.user != except {
+			if seat.member.Send(obj) {
+				s.toFlush = append(s.toFlush, seat.member)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// broadcastBestEffort is broadcast for objects that may be dropped (typing).
+func (s *Shard) broadcastBestEffort(r *room, obj []byte, except string) {
+	for _, seat := range r.members {
+		if seat.user != except && seat.member.SendBestEffort(obj) {
+			s.toFlush = append(s.toFlush, seat.member)
 		}
 	}
 }
@@ -360,7 +420,7 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 			s.metrics.rooms.Inc()
 		}
 		if s.cfg.Remote == nil { // with a bridge, presence comes back through it
-			r.broadcast(wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
+			s.broadcast(r, wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
 		}
 		r.add(req.Member, req.User)
 	}
@@ -375,7 +435,7 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 	} else {
 		joined.History = r.hist.between(0, 0, wire.DefHistoryLimit)
 	}
-	req.Member.Send(wire.AppendJoined(nil, &joined))
+	s.send(req.Member, wire.AppendJoined(nil, &joined))
 	return nil
 }
 
@@ -390,10 +450,10 @@ func (s *Shard) leave(req *Request) *wire.Error {
 	}
 	if s.cfg.Remote == nil { // with a bridge, presence comes back through it
 		s.stopTyping(r, user)
-		r.broadcast(wire.AppendPresence(nil, r.name, user, wire.PresenceLeave), "")
+		s.broadcast(r, wire.AppendPresence(nil, r.name, user, wire.PresenceLeave), "")
 	}
 	if !req.Quiet {
-		req.Member.Send(wire.AppendLeft(nil, req.Ref, r.name))
+		s.send(req.Member, wire.AppendLeft(nil, req.Ref, r.name))
 	}
 	if len(r.members) == 0 {
 		s.metrics.rooms.Dec()
@@ -419,7 +479,7 @@ func (s *Shard) publish(req *Request) *wire.Error {
 	msg := wire.Message{Room: r.name, Seq: r.seq, User: user, Text: req.Text, TS: now.UnixMilli(), Ref: req.Ref}
 	obj := wire.AppendMessage(make([]byte, 0, 80+len(msg.Room)+len(msg.User)+len(msg.Text)+len(msg.Ref)), &msg)
 	r.hist.add(r.seq, obj)
-	n := r.broadcast(obj, "")
+	n := s.broadcast(r, obj, "")
 	s.metrics.messages.Inc()
 	s.metrics.deliveries.Add(float64(n))
 	s.metrics.fanout.Observe(time.Since(now).Seconds())
@@ -457,7 +517,7 @@ func (s *Shard) passTyping(r *room, user string, on bool, obj []byte) {
 	if obj == nil {
 		obj = wire.AppendTyping(nil, r.name, user, on)
 	}
-	r.broadcastBestEffort(obj, user)
+	s.broadcastBestEffort(r, obj, user)
 }
 
 // stopTyping tells the others that user stopped typing, if they were told it started.
@@ -468,7 +528,7 @@ func (s *Shard) users(req *Request) *wire.Error {
 	if err != nil {
 		return err
 	}
-	req.Member.Send(wire.AppendUsers(nil, req.Ref, r.name, r.users()))
+	s.send(req.Member, wire.AppendUsers(nil, req.Ref, r.name, r.users()))
 	return nil
 }
 
@@ -477,7 +537,7 @@ func (s *Shard) history(req *Request) *wire.Error {
 	if err != nil {
 		return err
 	}
-	req.Member.Send(wire.AppendHistory(nil, req.Ref, r.name, r.hist.between(0, req.Before, req.Limit)))
+	s.send(req.Member, wire.AppendHistory(nil, req.Ref, r.name, r.hist.between(0, req.Before, req.Limit)))
 	return nil
 }
 

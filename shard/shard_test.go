@@ -26,19 +26,33 @@ type sink struct {
 	mu         sync.Mutex
 	objs       [][]byte
 	bestEffort int
+	flushes    int
+	pending    bool // objects wait for a Flush
 	kicked     wire.CloseCode
 }
 
-func (s *sink) Send(obj []byte) {
+// Send keeps obj and, like a session's outbox, asks for a Flush only when nothing was
+// waiting for one.
+func (s *sink) Send(obj []byte) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.objs = append(s.objs, obj)
-	s.mu.Unlock()
+	wake := !s.pending
+	s.pending = true
+	return wake
 }
 
-func (s *sink) SendBestEffort(obj []byte) {
+func (s *sink) SendBestEffort(obj []byte) bool {
 	s.mu.Lock()
-	s.objs = append(s.objs, obj)
 	s.bestEffort++
+	s.mu.Unlock()
+	return s.Send(obj)
+}
+
+func (s *sink) Flush() {
+	s.mu.Lock()
+	s.flushes++
+	s.pending = false
 	s.mu.Unlock()
 }
 
@@ -194,8 +208,9 @@ func TestPanicRecovered(t *testing.T) {
 
 type panicky struct{}
 
-func (panicky) Send([]byte)                 { panic("boom") }
-func (panicky) SendBestEffort([]byte)       { panic("boom") }
+func (panicky) Send([]byte) bool            { panic("boom") }
+func (panicky) SendBestEffort([]byte) bool  { panic("boom") }
+func (panicky) Flush()                      {}
 func (panicky) Kick(wire.CloseCode, string) {}
 
 func TestStoppedShard(t *testing.T) {
@@ -320,17 +335,21 @@ type queueMember struct {
 	items [][]byte
 }
 
-func (q *queueMember) Send(obj []byte) {
+func (q *queueMember) Send(obj []byte) bool {
 	q.mu.Lock()
 	if len(q.items) == cap(q.items) && len(q.items) >= 1024 {
 		q.items = q.items[:0]
 	}
 	q.items = append(q.items, obj)
+	wake := len(q.items) == 1
 	q.mu.Unlock()
+	return wake
 }
 
-func (q *queueMember) SendBestEffort(obj []byte)   { q.Send(obj) }
-func (q *queueMember) Kick(wire.CloseCode, string) {}
+func (q *queueMember) Flush() {}
+
+func (q *queueMember) SendBestEffort(obj []byte) bool { return q.Send(obj) }
+func (q *queueMember) Kick(wire.CloseCode, string)    {}
 
 // BenchmarkFanout publishes one message to a room of n members, through the shard's inbox,
 // and waits for the fan-out to finish: the cost of one message, per message.
@@ -356,5 +375,54 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// gate is a member whose first Send waits for the test: it holds the shard mid-batch.
+type gate struct {
+	sink
+	entered, open chan struct{}
+	once          sync.Once
+}
+
+func (g *gate) Send(obj []byte) bool {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.open
+	})
+	return g.sink.Send(obj)
+}
+
+// TestBurstFlushesOnce: commands that wait while the shard is busy are handled as one batch,
+// and each member's writer is woken once for all of them.
+func TestBurstFlushesOnce(t *testing.T) {
+	t.Parallel()
+	s := start(t, Config{})
+	g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
+	other := &sink{}
+	if err := call(t, s.Join, Request{Member: other, Room: "r", User: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	other.events(t)
+	flushesBefore := other.flushes
+	go func() { _ = s.Join(context.Background(), Request{Member: g, Room: "r", User: "g"}) }()
+	<-g.entered // the shard is now inside the join's fan-out
+	for i := range 10 {
+		if err := s.Publish(context.Background(), Request{Member: other, Room: "r", Text: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.open)
+	waitFor(t, func() bool {
+		other.mu.Lock()
+		defer other.mu.Unlock()
+		return len(other.objs) == 11 // g's presence join and the 10 messages
+	})
+	waitFor(t, func() bool { other.mu.Lock(); defer other.mu.Unlock(); return other.flushes > flushesBefore })
+	other.mu.Lock()
+	flushes := other.flushes - flushesBefore
+	other.mu.Unlock()
+	if flushes != 1 {
+		t.Fatalf("woken %d times for one batch of 11 objects", flushes)
 	}
 }

@@ -3,7 +3,7 @@ package transport
 import "sync"
 
 // outbox is a session's bounded queue of encoded objects. Shards and the session's reader
-// push; the session's writer takes everything at once. Pushing never blocks: a push to a full
+// add; the session's writer takes everything at once. Adding never blocks: an add to a full
 // outbox marks it overflowed instead, and the session then closes as a slow consumer.
 type outbox struct {
 	// Static after construction.
@@ -15,49 +15,38 @@ type outbox struct {
 	items      [][]byte
 	overflowed bool
 	closed     bool
+	dropped    int // best-effort objects dropped, not yet counted in metrics
 }
 
 func newOutbox(limit int) *outbox {
 	return &outbox{limit: limit, wake: make(chan struct{}, 1)}
 }
 
-// push queues obj. It returns false when the outbox was full, which marks it overflowed,
-// and true otherwise, also after the outbox was closed (obj is then discarded).
-func (o *outbox) push(obj []byte) bool {
-	o.mu.Lock()
-	if o.closed || o.overflowed {
-		o.mu.Unlock()
-		return true
-	}
-	if len(o.items) >= o.limit {
-		o.overflowed = true
-		o.mu.Unlock()
+// push queues obj and wakes the writer when it was idle.
+func (o *outbox) push(obj []byte) {
+	if o.add(obj, false) {
 		o.signal()
-		return false
 	}
-	o.items = append(o.items, obj)
-	n := len(o.items)
-	o.mu.Unlock()
-	if n == 1 {
-		o.signal() // the writer was idle or is about to take; later pushes ride this wake-up
-	}
-	return true
 }
 
-// pushBestEffort queues obj unless the outbox is more than half full, and reports whether it did.
-func (o *outbox) pushBestEffort(obj []byte) bool {
+// add queues obj without waking the writer, and reports whether the writer needs waking:
+// the outbox was empty (or overflowed, which the writer must act on). bestEffort objects are
+// dropped when the outbox is more than half full. add never blocks.
+func (o *outbox) add(obj []byte, bestEffort bool) (wake bool) {
 	o.mu.Lock()
-	if o.closed || o.overflowed || len(o.items) > o.limit/2 {
-		o.mu.Unlock()
+	defer o.mu.Unlock()
+	switch {
+	case o.closed || o.overflowed:
 		return false
+	case bestEffort && len(o.items) > o.limit/2:
+		o.dropped++
+		return false
+	case len(o.items) >= o.limit:
+		o.overflowed = true
+		return true
 	}
 	o.items = append(o.items, obj)
-	n := len(o.items)
-	o.mu.Unlock()
-	if n == 1 {
-		o.signal()
-	}
-	return true
+	return len(o.items) == 1
 }
 
 func (o *outbox) signal() {
@@ -67,16 +56,17 @@ func (o *outbox) signal() {
 	}
 }
 
-// take moves every queued object to the end of dst and reports whether the outbox overflowed.
-// The caller passes its previous batch, emptied, so the two slices trade places and a busy
-// session allocates nothing.
-func (o *outbox) take(dst [][]byte) ([][]byte, bool) {
+// take moves every queued object to the end of dst and reports whether the outbox overflowed
+// and how many best-effort objects were dropped since the last take. The caller passes its
+// previous batch, emptied, so the two slices trade places and a busy session allocates nothing.
+func (o *outbox) take(dst [][]byte) ([][]byte, bool, int) {
 	o.mu.Lock()
 	items := o.items
 	o.items = dst[:0]
-	overflowed := o.overflowed
+	overflowed, dropped := o.overflowed, o.dropped
+	o.dropped = 0
 	o.mu.Unlock()
-	return items, overflowed
+	return items, overflowed, dropped
 }
 
 // close discards what is queued and makes later pushes no-ops.

@@ -19,8 +19,10 @@ type protocol interface {
 	greet(s *session)
 	// serve handles one client frame, on the reader's goroutine; an error ends the session.
 	serve(ctx context.Context, s *session, typ websocket.MessageType, frame []byte) error
-	// deliver queues obj in the protocol's form. Shard goroutines call it: it must not block.
-	deliver(s *session, obj []byte, bestEffort bool)
+	// deliver queues obj in the protocol's form without waking the writer, and reports
+	// whether the writer needs waking (see shard.Member). Shard goroutines call it: it must
+	// not block.
+	deliver(s *session, obj []byte, bestEffort bool) (wake bool)
 	// joinFrames reports whether the writer may join several queued items into one frame.
 	joinFrames() bool
 	// tick is how often keepalive runs.
@@ -44,12 +46,8 @@ func (native) serve(ctx context.Context, s *session, typ websocket.MessageType, 
 	return s.handle(ctx, frame)
 }
 
-func (native) deliver(s *session, obj []byte, bestEffort bool) {
-	if bestEffort {
-		s.queueBestEffort(obj)
-		return
-	}
-	s.queue(obj)
+func (native) deliver(s *session, obj []byte, bestEffort bool) bool {
+	return s.add(obj, bestEffort)
 }
 
 func (native) joinFrames() bool { return true }

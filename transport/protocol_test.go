@@ -593,8 +593,9 @@ func TestCloseCodes(t *testing.T) {
 // panicMember is a broken Member: the shard must survive it.
 type panicMember struct{}
 
-func (panicMember) Send([]byte)                 { panic("broken member") }
-func (panicMember) SendBestEffort([]byte)       { panic("broken member") }
+func (panicMember) Send([]byte) bool            { panic("broken member") }
+func (panicMember) SendBestEffort([]byte) bool  { panic("broken member") }
+func (panicMember) Flush()                      {}
 func (panicMember) Kick(wire.CloseCode, string) {}
 
 func waitFor(t testing.TB, cond func() bool) {

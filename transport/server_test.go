@@ -112,30 +112,32 @@ func TestOutbox(t *testing.T) {
 	o := newOutbox(4)
 	obj := []byte("x")
 	for i := range 4 {
-		if !o.push(obj) {
-			t.Fatalf("push %d refused", i)
+		if wake := o.add(obj, false); wake != (i == 0) {
+			t.Fatalf("add %d: wake %v; only the first add into an empty outbox wakes", i, wake)
 		}
 	}
-	if o.pushBestEffort(obj) {
+	if o.add(obj, true) {
 		t.Fatal("best effort queued into a queue more than half full")
 	}
-	if o.push(obj) {
-		t.Fatal("push into a full queue succeeded")
+	if !o.add(obj, false) {
+		t.Fatal("an add into a full outbox must wake the writer, to close the slow consumer")
 	}
-	items, overflowed := o.take(nil)
-	if len(items) != 4 || !overflowed {
-		t.Fatalf("take = %d items, overflowed %v", len(items), overflowed)
+	items, overflowed, dropped := o.take(nil)
+	if len(items) != 4 || !overflowed || dropped != 1 {
+		t.Fatalf("take = %d items, overflowed %v, dropped %d", len(items), overflowed, dropped)
 	}
+	fresh := newOutbox(4)
+	fresh.push(obj) // push wakes by itself
 	select {
-	case <-o.wake:
+	case <-fresh.wake:
 	default:
 		t.Fatal("the writer was not woken")
 	}
 	o.close()
-	if !o.push(obj) || o.pushBestEffort(obj) {
-		t.Fatal("a closed outbox must swallow pushes and refuse best effort")
+	if o.add(obj, false) || o.add(obj, true) {
+		t.Fatal("a closed outbox must swallow adds without waking")
 	}
-	if items, _ := o.take(nil); len(items) != 0 {
+	if items, _, _ := o.take(nil); len(items) != 0 {
 		t.Fatal("a closed outbox kept items")
 	}
 }
@@ -181,7 +183,9 @@ func BenchmarkSessionWrite(b *testing.B) {
 					for int64(i)-received.Load() > 10000 {
 						runtime.Gosched()
 					}
-					sess.Send(obj)
+					if sess.Send(obj) {
+						sess.Flush()
+					}
 				}
 			}()
 			for received.Load() < int64(b.N) {

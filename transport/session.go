@@ -85,18 +85,26 @@ func (s *session) log() *slog.Logger {
 }
 
 // Send queues obj in the session's protocol; see shard.Member.
-func (s *session) Send(obj []byte) { s.proto.deliver(s, obj, false) }
+func (s *session) Send(obj []byte) bool { return s.proto.deliver(s, obj, false) }
 
 // SendBestEffort queues obj unless the queue is more than half full; see shard.Member.
-func (s *session) SendBestEffort(obj []byte) { s.proto.deliver(s, obj, true) }
+func (s *session) SendBestEffort(obj []byte) bool { return s.proto.deliver(s, obj, true) }
 
-// queue puts one frame (or object, for protocols that join them) in the outbox.
+// Flush wakes the writer; see shard.Member.
+func (s *session) Flush() { s.out.signal() }
+
+// add puts one frame (or object, for protocols that join them) in the outbox without waking
+// the writer, and reports whether it needs waking; see shard.Member.
+func (s *session) add(frame []byte, bestEffort bool) bool { return s.out.add(frame, bestEffort) }
+
+// queue puts one frame in the outbox and wakes the writer: for what the session itself
+// sends, outside any shard's batch.
 func (s *session) queue(frame []byte) { s.out.push(frame) }
 
-// queueBestEffort is queue for what may be dropped when the outbox is more than half full.
-func (s *session) queueBestEffort(frame []byte) {
-	if !s.out.pushBestEffort(frame) {
-		s.srv.metrics.typingDropped.Inc()
+// answer sends a native object from the session itself (an error, a pong) in its protocol.
+func (s *session) answer(obj []byte) {
+	if s.proto.deliver(s, obj, false) {
+		s.out.signal()
 	}
 }
 
@@ -223,7 +231,7 @@ func (s *session) handle(ctx context.Context, frame []byte) error {
 		return nil
 	}
 	if req.Type == wire.TypePing {
-		s.Send(wire.AppendPong(nil, req.Ref))
+		s.answer(wire.AppendPong(nil, req.Ref))
 		return nil
 	}
 	return s.dispatch(ctx, &req)
@@ -329,7 +337,7 @@ func (s *session) outcome(ref string, err error) error {
 // sending bad requests with 1008.
 func (s *session) refuse(ref string, e *wire.Error) {
 	s.srv.metrics.refused.WithLabelValues(string(e.Code), s.proto.name()).Inc()
-	s.Send(wire.AppendError(nil, ref, e))
+	s.answer(wire.AppendError(nil, ref, e))
 	if !s.abuse.Allow() {
 		s.closeWith(wire.ClosePolicy, "too many bad requests")
 	}
@@ -354,7 +362,11 @@ func (s *session) writeLoop(ctx context.Context) error {
 		case <-s.out.wake:
 		}
 		var overflowed bool
-		batch, overflowed = s.out.take(batch)
+		var dropped int
+		batch, overflowed, dropped = s.out.take(batch)
+		if dropped > 0 {
+			s.srv.metrics.typingDropped.Add(float64(dropped))
+		}
 		if overflowed {
 			s.out.close()
 			s.srv.metrics.slowConsumers.Inc()
@@ -371,7 +383,7 @@ func (s *session) writeLoop(ctx context.Context) error {
 		if code, reason := s.closing(); code != 0 {
 			// What was queued before the close was asked for (the error that led to a
 			// 1008, say) may have come after the take above: write it too.
-			batch, _ = s.out.take(batch)
+			batch, _, _ = s.out.take(batch)
 			if err := s.writeBatch(ctx, batch); err != nil {
 				return err
 			}

@@ -369,40 +369,52 @@ func convertBroadcast(obj []byte) (*derived, error) {
 
 // deliver turns a native object into Socket.IO frames. Objects fanned out to a room come
 // through the shared cache; replies meant for this member alone are converted here.
-func (p *socketIO) deliver(s *session, obj []byte, bestEffort bool) {
+func (p *socketIO) deliver(s *session, obj []byte, bestEffort bool) bool {
 	switch typ := objectType(obj); typ {
 	case wire.TypeMessage, wire.TypeTyping, wire.TypePresence:
 		d, err := p.cache.get(obj, convertBroadcast)
 		if err != nil {
 			s.log().Error("cannot convert an object for socket.io", "err", err)
-			return
+			return false
 		}
-		p.deliverBroadcast(s, d, bestEffort)
+		return p.deliverBroadcast(s, d, bestEffort)
 	case wire.TypeWelcome, wire.TypePong:
-		// Engine.IO has its own greeting and heartbeat.
+		return false // Engine.IO has its own greeting and heartbeat
 	default:
 		var ev wire.Event
 		if err := json.Unmarshal(obj, &ev); err != nil {
 			s.log().Error("cannot read an object for socket.io", "err", err)
-			return
+			return false
 		}
-		p.deliverReply(s, &ev)
+		return p.deliverReply(s, &ev)
 	}
 }
 
-func (p *socketIO) deliverBroadcast(s *session, d *derived, bestEffort bool) {
-	if bestEffort {
-		s.queueBestEffort(d.frame)
-		return
+// out collects the frames of one delivery and whether the writer needs waking.
+type out struct {
+	s    *session
+	wake bool
+}
+
+func (o *out) add(frame []byte) {
+	if o.s.add(frame, false) {
+		o.wake = true
 	}
-	s.queue(d.frame)
+}
+
+func (p *socketIO) deliverBroadcast(s *session, d *derived, bestEffort bool) bool {
+	if bestEffort {
+		return s.add(d.frame, true)
+	}
+	o := out{s: s}
+	o.add(d.frame)
 	switch d.kind {
 	case wire.TypeMessage:
 		p.mu.Lock()
 		own := d.user == p.user
 		p.mu.Unlock()
 		if id, ok := ackID(d.ref); ok && own {
-			s.queue(sio.AppendAck(nil, id, mustJSON(struct {
+			o.add(sio.AppendAck(nil, id, mustJSON(struct {
 				OK  bool   `json:"ok"`
 				Seq uint64 `json:"seq"`
 			}{true, d.seq})))
@@ -424,9 +436,10 @@ func (p *socketIO) deliverBroadcast(s *session, d *derived, bestEffort bool) {
 		}
 		p.mu.Unlock()
 		if ok {
-			s.queue(usersEvent(d.room, users))
+			o.add(usersEvent(d.room, users))
 		}
 	}
+	return o.wake
 }
 
 func usersEvent(room string, users []string) []byte {
@@ -437,7 +450,8 @@ func usersEvent(room string, users []string) []byte {
 }
 
 // deliverReply converts a reply to one of this member's requests.
-func (p *socketIO) deliverReply(s *session, ev *wire.Event) {
+func (p *socketIO) deliverReply(s *session, ev *wire.Event) bool {
+	o := out{s: s}
 	id, hasAck := ackID(ev.Ref)
 	switch ev.Type {
 	case wire.TypeJoined:
@@ -451,7 +465,7 @@ func (p *socketIO) deliverReply(s *session, ev *wire.Event) {
 			for i := range ev.History {
 				history[i] = toSIOMessage(&ev.History[i])
 			}
-			s.queue(sio.AppendAck(nil, id, mustJSON(struct {
+			o.add(sio.AppendAck(nil, id, mustJSON(struct {
 				OK        bool         `json:"ok"`
 				Room      string       `json:"room"`
 				Users     []string     `json:"users"`
@@ -461,7 +475,7 @@ func (p *socketIO) deliverReply(s *session, ev *wire.Event) {
 				Recovered bool         `json:"recovered"`
 			}{true, ev.Room, users, history, ev.Epoch, ev.Seq, ev.Recovered})))
 		}
-		s.queue(usersEvent(ev.Room, users))
+		o.add(usersEvent(ev.Room, users))
 	case wire.TypeLeft:
 		p.mu.Lock()
 		delete(p.rooms, ev.Room)
@@ -474,18 +488,18 @@ func (p *socketIO) deliverReply(s *session, ev *wire.Event) {
 		}
 		p.mu.Unlock()
 		if hasAck {
-			s.queue(sio.AppendAck(nil, id, []byte(`{"ok":true}`)))
+			o.add(sio.AppendAck(nil, id, []byte(`{"ok":true}`)))
 		}
 	case wire.TypeUsers:
 		if hasAck {
-			s.queue(sio.AppendAck(nil, id, mustJSON(struct {
+			o.add(sio.AppendAck(nil, id, mustJSON(struct {
 				OK    bool     `json:"ok"`
 				Room  string   `json:"room"`
 				Users []string `json:"users"`
 			}{true, ev.Room, ev.Users})))
-			return
+			return o.wake
 		}
-		s.queue(usersEvent(ev.Room, ev.Users))
+		o.add(usersEvent(ev.Room, ev.Users))
 	case wire.TypeError:
 		body := mustJSON(struct {
 			OK      bool      `json:"ok"`
@@ -493,12 +507,13 @@ func (p *socketIO) deliverReply(s *session, ev *wire.Event) {
 			Message string    `json:"message"`
 		}{false, ev.Code, ev.Message})
 		if hasAck {
-			s.queue(sio.AppendAck(nil, id, body))
-			return
+			o.add(sio.AppendAck(nil, id, body))
+			return o.wake
 		}
-		s.queue(sio.AppendEvent(nil, "error", mustJSON(struct {
+		o.add(sio.AppendEvent(nil, "error", mustJSON(struct {
 			Code    wire.Code `json:"code"`
 			Message string    `json:"message"`
 		}{ev.Code, ev.Message})))
 	}
+	return o.wake
 }
