@@ -174,6 +174,8 @@ type Server struct {
 	conns    atomic.Int64
 	draining atomic.Bool
 
+	watchdogDone chan struct{} // closed when watchWrites returns
+
 	// Guarded by mu.
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -220,7 +222,38 @@ func New(cfg Config) (*Server, error) {
 		mux.Handle("GET /", static)
 	}
 	s.handler = mux
+	s.watchdogDone = make(chan struct{})
+	go s.watchWrites()
 	return s, nil
+}
+
+// watchWrites closes the connections whose write has been stuck for more than WriteTimeout:
+// their clients stopped reading, and their writers would otherwise wait forever. One sweep
+// a second over all sessions replaces a timer on every write. It runs until Shutdown ends.
+func (s *Server) watchWrites() {
+	defer close(s.watchdogDone)
+	tick := time.NewTicker(min(time.Second, s.cfg.WriteTimeout/2))
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.baseCtx.Done():
+			return
+		case now := <-tick.C:
+			limit := now.Add(-s.cfg.WriteTimeout).UnixNano()
+			var stuck []*session
+			s.mu.Lock()
+			for sess := range s.sessions {
+				if since := sess.writingSince.Load(); since != 0 && since < limit {
+					stuck = append(stuck, sess)
+				}
+			}
+			s.mu.Unlock()
+			for _, sess := range stuck {
+				sess.log().Info("closing a client whose write was stuck", "timeout", s.cfg.WriteTimeout)
+				_ = sess.conn.CloseNow()
+			}
+		}
+	}
 }
 
 // Handler returns the HTTP handler of every route.
@@ -404,11 +437,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.idle:
 		s.stop()
+		<-s.watchdogDone
 		return nil
 	case <-ctx.Done():
 	}
 	s.stop() // cancels every session's context: their connections close at once
 	<-s.idle
+	<-s.watchdogDone
 	return fmt.Errorf("shutdown: sessions cut after the drain timeout: %w", ctx.Err())
 }
 

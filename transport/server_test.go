@@ -304,3 +304,28 @@ func TestStaticCaching(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckWriteIsCut: a client that stops reading, with a queue too large to overflow, is cut
+// once a write to it has been stuck for WriteTimeout; the others go on.
+func TestStuckWriteIsCut(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{WriteTimeout: 300 * time.Millisecond, Queue: 1 << 20, Rate: 1e6, Burst: 1e6}, shard.Config{})
+	sender := env.dial()
+	sender.join("r", "sender")
+	silent := env.dialSilent()
+	silent.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "r", User: "silent"})
+	sender.nextOf(wire.TypePresence)
+	text := strings.Repeat("x", wire.MaxText)
+	// Enough to fill the socket buffers both ways, so that a write to the silent client blocks.
+	for range 4000 {
+		sender.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: text})
+	}
+	for {
+		if ev := sender.next(); ev.Type == wire.TypePresence && ev.User == "silent" && ev.Event == wire.PresenceLeave {
+			break
+		}
+	}
+	if n := testutil.ToFloat64(env.metrics.slowConsumers); n != 0 {
+		t.Fatalf("cut as a slow consumer (%v), not by the write timeout", n)
+	}
+}

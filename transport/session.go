@@ -36,7 +36,8 @@ type session struct {
 	proto   protocol
 	metrics *protoMetrics
 
-	lastRead atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
+	lastRead     atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
+	writingSince atomic.Int64 // Unix nanoseconds when the write under way began; 0 when none
 
 	// Guarded by closeMu.
 	closeMu     sync.Mutex
@@ -453,10 +454,14 @@ func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
 	return err
 }
 
-func (s *session) writeFrame(ctx context.Context, frame []byte) error {
-	wctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.conn.Write(wctx, websocket.MessageText, frame); err != nil {
+// writeFrame writes one frame. It sets no deadline of its own: a per-write timer costs as
+// much as a small write; the server's watchdog closes a connection whose write has been stuck
+// for WriteTimeout instead (see Server.watchWrites).
+func (s *session) writeFrame(_ context.Context, frame []byte) error {
+	s.writingSince.Store(time.Now().UnixNano())
+	err := s.conn.Write(context.Background(), websocket.MessageText, frame)
+	s.writingSince.Store(0)
+	if err != nil {
 		return err
 	}
 	s.srv.metrics.framesWritten.Inc()
