@@ -106,9 +106,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"code", "transport"}),
 		protos: make(map[string]*protoMetrics),
 	}
+	closeCodes := []wire.CloseCode{wire.ClosePolicy, wire.CloseTooBig, wire.CloseInternal, wire.CloseRestart, wire.CloseTokenExpired, wire.CloseSlowConsumer}
 	for _, t := range transports {
 		for _, code := range wire.Codes {
 			m.refused.WithLabelValues(string(code), t)
+		}
+		for _, code := range closeCodes {
+			m.closes.WithLabelValues(strconv.Itoa(int(code)), t)
 		}
 		m.protos[t] = &protoMetrics{
 			name:             t,

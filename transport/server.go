@@ -502,10 +502,12 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, drainTimeout t
 	s.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	// http.Server.Shutdown closes the listener and idle HTTP connections; it does not wait
-	// for hijacked WebSockets (its doc says so), which Server.Shutdown closes itself.
-	httpErr := srv.Shutdown(sctx)
+	// Sessions drain first, while the listener still answers: /readyz says 503 and new
+	// upgrades are refused with 503, so that a load balancer sees the drain and moves new
+	// clients elsewhere. Then http.Server.Shutdown closes the listener and idle HTTP
+	// connections; it would not have waited for hijacked WebSockets anyway (its doc says so).
 	wsErr := s.Shutdown(sctx)
+	httpErr := srv.Shutdown(sctx)
 	<-serveErr // Serve returns ErrServerClosed at once after Shutdown began
 	return errors.Join(httpErr, wsErr)
 }

@@ -48,9 +48,13 @@ type session struct {
 	claims *auth.Claims // the token's, when authentication is on
 	expiry *time.Timer  // closes the session when the token expires
 
+	// Written by the reader alone, under roomsMu; the writer reads them under roomsMu when
+	// it takes the member out of its rooms before a restart close.
+	roomsMu sync.Mutex
+	user    string
+	rooms   map[string]struct{}
+
 	// Owned by the reader.
-	user      string
-	rooms     map[string]struct{}
 	messages  *rate.Limiter // chat messages: --rate and --burst
 	requests  *rate.Limiter // every frame, a looser bound on requests that cost the server
 	abuse     *rate.Limiter // refused requests; running out closes with 1008
@@ -167,13 +171,21 @@ func (s *session) watchExpiry() {
 }
 
 // leaveAll takes the member out of every room it joined, telling the others.
+// It may run twice (before a restart close, and at the end): a second leave is not_joined.
 func (s *session) leaveAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
 	defer cancel()
+	s.roomsMu.Lock()
+	user := s.user
+	rooms := make([]string, 0, len(s.rooms))
+	for room := range s.rooms {
+		rooms = append(rooms, room)
+	}
+	s.roomsMu.Unlock()
 	// A fresh channel: s.reply may hold the late answer to a request the reader gave up on.
 	reply := make(chan error, 1)
-	for room := range s.rooms {
-		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, User: s.user, Quiet: true, Reply: reply})
+	for _, room := range rooms {
+		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, User: user, Quiet: true, Reply: reply})
 		var werr *wire.Error
 		if err != nil && !errors.As(err, &werr) { // not_joined: a join cut short, nothing to undo
 			s.log().Warn("leave on disconnect failed", "err", err)
@@ -252,7 +264,9 @@ func (s *session) dispatch(ctx context.Context, req *wire.Request) error {
 	var err error
 	switch req.Type {
 	case wire.TypeLeave:
+		s.roomsMu.Lock()
 		delete(s.rooms, req.Room)
+		s.roomsMu.Unlock()
 		err = hub.Leave(ctx, hubReq)
 	case wire.TypeMessage:
 		if !s.messages.Allow() {
@@ -303,17 +317,21 @@ func (s *session) join(ctx context.Context, req *wire.Request) error {
 		return nil
 	}
 	// Recorded before the call, so that a join cut short by a disconnect is still undone.
+	s.roomsMu.Lock()
 	s.rooms[req.Room] = struct{}{}
+	s.roomsMu.Unlock()
 	err := s.srv.cfg.Hub.Join(ctx, shard.Request{
 		Member: s, Room: req.Room, Ref: req.Ref, User: user, Since: req.Since, Reply: s.reply,
 	})
 	var werr *wire.Error
+	s.roomsMu.Lock()
 	if errors.As(err, &werr) && !already {
 		delete(s.rooms, req.Room)
 	}
 	if err == nil {
 		s.user = user
 	}
+	s.roomsMu.Unlock()
 	return s.outcome(req.Ref, err)
 }
 
@@ -387,6 +405,11 @@ func (s *session) writeLoop(ctx context.Context) error {
 			batch, _, _ = s.out.take(batch)
 			if err := s.writeBatch(ctx, batch); err != nil {
 				return err
+			}
+			if code == wire.CloseRestart {
+				// Give the names back before the client hears 1012: it reconnects at once,
+				// maybe to another host, and must find its name free there.
+				s.leaveAll()
 			}
 			return s.close(code, reason)
 		}
