@@ -8,7 +8,7 @@ import "sync"
 type outbox struct {
 	// Static after construction.
 	limit int
-	wake  chan struct{} // capacity 1: a pending wake-up for the writer
+	wake  chan struct{} // capacity 1: a pending wake-up for a writer that waits
 
 	// Guarded by mu.
 	mu         sync.Mutex
@@ -20,13 +20,6 @@ type outbox struct {
 
 func newOutbox(limit int) *outbox {
 	return &outbox{limit: limit, wake: make(chan struct{}, 1)}
-}
-
-// push queues obj and wakes the writer when it was idle.
-func (o *outbox) push(obj []byte) {
-	if o.add(obj, false) {
-		o.signal()
-	}
 }
 
 // add queues obj without waking the writer, and reports whether the writer needs waking:
@@ -67,6 +60,13 @@ func (o *outbox) take(dst [][]byte) ([][]byte, bool, int) {
 	o.dropped = 0
 	o.mu.Unlock()
 	return items, overflowed, dropped
+}
+
+// pending reports whether a writer has work: objects queued, or an overflow to act on.
+func (o *outbox) pending() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.items) > 0 || (o.overflowed && !o.closed)
 }
 
 // close discards what is queued and makes later pushes no-ops.

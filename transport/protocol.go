@@ -25,10 +25,9 @@ type protocol interface {
 	deliver(s *session, obj []byte, bestEffort bool) (wake bool)
 	// joinFrames reports whether the writer may join several queued items into one frame.
 	joinFrames() bool
-	// tick is how often keepalive runs.
-	tick(cfg *Config) time.Duration
-	// keepalive runs on the writer's goroutine every tick; an error ends the session.
-	keepalive(ctx context.Context, s *session) error
+	// keepalive runs on the server's watchdog goroutine, often (see Server.watchSessions):
+	// it pings an idle client and drops one that stopped answering. It must not block.
+	keepalive(s *session, now time.Time)
 }
 
 // native is the shardchat protocol of docs/protocol.md, on /ws.
@@ -52,6 +51,11 @@ func (native) deliver(s *session, obj []byte, bestEffort bool) bool {
 
 func (native) joinFrames() bool { return true }
 
-func (native) tick(cfg *Config) time.Duration { return cfg.PingInterval }
-
-func (native) keepalive(ctx context.Context, s *session) error { return s.pingIfIdle(ctx) }
+// keepalive has the writer ping a client that sent nothing for PingInterval: a WebSocket ping
+// waits for its pong, so the writer sends it.
+func (native) keepalive(s *session, now time.Time) {
+	if now.Sub(time.Unix(0, s.lastRead.Load())) >= s.srv.cfg.PingInterval && !s.pingDue.Load() {
+		s.pingDue.Store(true)
+		s.wakeWriter()
+	}
+}

@@ -223,35 +223,43 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.handler = mux
 	s.watchdogDone = make(chan struct{})
-	go s.watchWrites()
+	go s.watchSessions()
 	return s, nil
 }
 
-// watchWrites closes the connections whose write has been stuck for more than WriteTimeout:
-// their clients stopped reading, and their writers would otherwise wait forever. One sweep
-// a second over all sessions replaces a timer on every write. It runs until Shutdown ends.
-func (s *Server) watchWrites() {
+// watchSessions is the server's watchdog: it has idle clients pinged and drops dead ones
+// (each protocol's keepalive), and closes the connections whose write has been stuck for more
+// than WriteTimeout (their clients stopped reading, and their writers would wait forever).
+// One sweep over all sessions every tick replaces a timer per connection and per write. It
+// runs until Shutdown ends.
+func (s *Server) watchSessions() {
 	defer close(s.watchdogDone)
-	tick := time.NewTicker(min(time.Second, s.cfg.WriteTimeout/2))
+	cfg := &s.cfg
+	every := min(cfg.WriteTimeout/2, cfg.PingInterval/2, cfg.PingTimeout/4, time.Second)
+	tick := time.NewTicker(max(every, 10*time.Millisecond))
 	defer tick.Stop()
+	var sessions []*session
 	for {
 		select {
 		case <-s.baseCtx.Done():
 			return
 		case now := <-tick.C:
-			limit := now.Add(-s.cfg.WriteTimeout).UnixNano()
-			var stuck []*session
+			limit := now.Add(-cfg.WriteTimeout).UnixNano()
+			sessions = sessions[:0]
 			s.mu.Lock()
 			for sess := range s.sessions {
-				if since := sess.writingSince.Load(); since != 0 && since < limit {
-					stuck = append(stuck, sess)
-				}
+				sessions = append(sessions, sess)
 			}
 			s.mu.Unlock()
-			for _, sess := range stuck {
-				sess.log().Info("closing a client whose write was stuck", "timeout", s.cfg.WriteTimeout)
-				_ = sess.conn.CloseNow()
+			for _, sess := range sessions {
+				if since := sess.writingSince.Load(); since != 0 && since < limit {
+					sess.log().Info("closing a client whose write was stuck", "timeout", cfg.WriteTimeout)
+					_ = sess.conn.CloseNow()
+					continue
+				}
+				sess.proto.keepalive(sess, now)
 			}
+			clear(sessions)
 		}
 	}
 }
@@ -336,16 +344,20 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 		s.refuseUpgrade(w, reason, http.StatusTooManyRequests, "too many connections from your address; try again later", wait)
 		return
 	}
-	defer s.ipLimits.release(client)
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
+		s.ipLimits.release(client)
 		s.refuseUpgrade(w, refuseMaxConns, http.StatusServiceUnavailable, "too many connections; try again later", 0)
 		return
 	}
-	defer s.conns.Add(-1)
+	release := func() {
+		s.conns.Add(-1)
+		s.ipLimits.release(client)
+	}
 
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	conn, err := websocket.Accept(withSmallReader(w), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
+		release()
 		s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
 		s.log.Debug("websocket upgrade failed", "remote", client, "err", err)
 		return
@@ -354,21 +366,28 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 	id := s.nextID.Add(1)
 	sess := newSession(s, id, conn, client.String(), newProto(id))
 	sess.claims = claims
-	s.runSession(sess)
-}
-
-// runSession serves a session until it ends, tracked for shutdown.
-func (s *Server) runSession(sess *session) {
+	// The session runs on a goroutine of its own and this handler returns: net/http's
+	// goroutine has a deep, grown stack that an idle connection would otherwise keep. The
+	// server owns the session (Shutdown waits for it).
 	if !s.track(sess) {
+		release()
 		sess.metrics.closed(wire.CloseRestart)
-		_ = sess.conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
+		_ = conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
 		return
 	}
-	defer s.untrack(sess)
+	go func() {
+		defer release()
+		defer s.untrack(sess)
+		s.runSession(sess)
+	}()
+}
+
+// runSession serves a tracked session until it ends.
+func (s *Server) runSession(sess *session) {
 	sess.metrics.connections.Inc()
 	sess.metrics.connectionsTotal.Inc()
 	defer sess.metrics.connections.Dec()
-	sess.run(s.baseCtx)
+	sess.run()
 }
 
 // verify reads and checks the request's token.

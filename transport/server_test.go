@@ -126,14 +126,13 @@ func TestOutbox(t *testing.T) {
 	if len(items) != 4 || !overflowed || dropped != 1 {
 		t.Fatalf("take = %d items, overflowed %v, dropped %d", len(items), overflowed, dropped)
 	}
-	fresh := newOutbox(4)
-	fresh.push(obj) // push wakes by itself
-	select {
-	case <-fresh.wake:
-	default:
-		t.Fatal("the writer was not woken")
+	if o.pending() != true {
+		t.Fatal("an overflowed outbox has work for its writer: the 4008")
 	}
 	o.close()
+	if o.pending() {
+		t.Fatal("a closed outbox has no work")
+	}
 	if o.add(obj, false) || o.add(obj, true) {
 		t.Fatal("a closed outbox must swallow adds without waking")
 	}

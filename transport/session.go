@@ -38,6 +38,18 @@ type session struct {
 
 	lastRead     atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
 	writingSince atomic.Int64 // Unix nanoseconds when the write under way began; 0 when none
+	pingDue      atomic.Bool  // the watchdog found the connection idle: the writer pings it
+
+	// The session's lifetime: cancelled when the reader or the writer ends it.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// The writer goroutine runs only while there is something to write (writer.go).
+	// Guarded by writerMu.
+	writerMu    sync.Mutex
+	writerOn    bool
+	writersDone bool // the session is ending: no writer may start
+	writers     sync.WaitGroup
 
 	// Guarded by closeMu.
 	closeMu     sync.Mutex
@@ -78,6 +90,7 @@ func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string, pro
 		abuse:    rate.NewLimiter(rate.Limit(cfg.AbuseRate), cfg.AbuseBurst),
 		reply:    make(chan error, 1),
 	}
+	s.ctx, s.cancel = context.WithCancelCause(srv.baseCtx)
 	s.lastRead.Store(time.Now().UnixNano())
 	return s
 }
@@ -96,7 +109,7 @@ func (s *session) Send(obj []byte) bool { return s.proto.deliver(s, obj, false) 
 func (s *session) SendBestEffort(obj []byte) bool { return s.proto.deliver(s, obj, true) }
 
 // Flush wakes the writer; see shard.Member.
-func (s *session) Flush() { s.out.signal() }
+func (s *session) Flush() { s.wakeWriter() }
 
 // add puts one frame (or object, for protocols that join them) in the outbox without waking
 // the writer, and reports whether it needs waking; see shard.Member.
@@ -104,12 +117,16 @@ func (s *session) add(frame []byte, bestEffort bool) bool { return s.out.add(fra
 
 // queue puts one frame in the outbox and wakes the writer: for what the session itself
 // sends, outside any shard's batch.
-func (s *session) queue(frame []byte) { s.out.push(frame) }
+func (s *session) queue(frame []byte) {
+	if s.out.add(frame, false) {
+		s.wakeWriter()
+	}
+}
 
 // answer sends a native object from the session itself (an error, a pong) in its protocol.
 func (s *session) answer(obj []byte) {
 	if s.proto.deliver(s, obj, false) {
-		s.out.signal()
+		s.wakeWriter()
 	}
 }
 
@@ -124,7 +141,7 @@ func (s *session) closeWith(code wire.CloseCode, reason string) {
 		s.closeCode, s.closeReason = code, reason
 	}
 	s.closeMu.Unlock()
-	s.out.signal()
+	s.wakeWriter()
 }
 
 func (s *session) closing() (wire.CloseCode, string) {
@@ -133,10 +150,10 @@ func (s *session) closing() (wire.CloseCode, string) {
 	return s.closeCode, s.closeReason
 }
 
-// run serves the session until either loop ends, then takes the member out of its rooms.
-// The reader runs on the caller's goroutine: a session costs two goroutines, not three.
-func (s *session) run(ctx context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
+// run serves the session until the reader or the writer ends it, then takes the member out
+// of its rooms. The reader runs on the caller's goroutine; the writer runs only while there is
+// something to write, so an idle session costs one goroutine.
+func (s *session) run() {
 	if s.claims != nil {
 		s.watchExpiry()
 	}
@@ -145,12 +162,10 @@ func (s *session) run(ctx context.Context) {
 			s.expiry.Stop()
 		}
 	}()
-	var wg sync.WaitGroup
-	wg.Go(func() { cancel(s.writeLoop(ctx)) })
 	s.proto.greet(s)
-	err := s.readLoop(ctx)
-	cancel(err)
-	wg.Wait()
+	err := s.readLoop(s.ctx)
+	s.cancel(err)
+	s.stopWriters()
 	s.out.close()
 	s.leaveAll()
 
@@ -360,134 +375,4 @@ func (s *session) refuse(ref string, e *wire.Error) {
 	if !s.abuse.Allow() {
 		s.closeWith(wire.ClosePolicy, "too many bad requests")
 	}
-}
-
-// writeLoop writes what the outbox holds, all of it in as few frames as the frame cap
-// allows, pings an idle client, and closes the connection when asked to.
-func (s *session) writeLoop(ctx context.Context) error {
-	cfg := &s.srv.cfg
-	ping := time.NewTicker(s.proto.tick(cfg))
-	defer ping.Stop()
-	var batch [][]byte
-	for {
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-ping.C:
-			if err := s.proto.keepalive(ctx, s); err != nil {
-				return err
-			}
-			continue
-		case <-s.out.wake:
-		}
-		var overflowed bool
-		var dropped int
-		batch, overflowed, dropped = s.out.take(batch)
-		if dropped > 0 {
-			s.srv.metrics.typingDropped.Add(float64(dropped))
-		}
-		if overflowed {
-			s.out.close()
-			s.srv.metrics.slowConsumers.Inc()
-			s.log().Info("slow consumer closed", "queue", cfg.Queue)
-			return s.close(wire.CloseSlowConsumer, "slow consumer: too far behind")
-		}
-		if err := s.writeBatch(ctx, batch); err != nil {
-			return err
-		}
-		clear(batch)
-		if cap(batch) > 64 {
-			batch = nil // after a burst, give the memory back
-		}
-		if code, reason := s.closing(); code != 0 {
-			// What was queued before the close was asked for (the error that led to a
-			// 1008, say) may have come after the take above: write it too.
-			batch, _, _ = s.out.take(batch)
-			if err := s.writeBatch(ctx, batch); err != nil {
-				return err
-			}
-			if code == wire.CloseRestart {
-				// Give the names back before the client hears 1012: it reconnects at once,
-				// maybe to another host, and must find its name free there.
-				s.leaveAll()
-			}
-			return s.close(code, reason)
-		}
-	}
-}
-
-// close closes the connection with code and counts it.
-func (s *session) close(code wire.CloseCode, reason string) error {
-	s.metrics.closed(code)
-	_ = s.conn.Close(websocket.StatusCode(code), reason) // errors here mean the peer is gone already
-	return errSessionClosed
-}
-
-func (s *session) pingIfIdle(ctx context.Context) error {
-	cfg := &s.srv.cfg
-	if time.Since(time.Unix(0, s.lastRead.Load())) < cfg.PingInterval {
-		return nil
-	}
-	pctx, cancel := context.WithTimeout(ctx, cfg.PingTimeout)
-	defer cancel()
-	if err := s.conn.Ping(pctx); err != nil {
-		if ctx.Err() == nil {
-			s.log().Debug("closing a client that did not answer a ping", "err", err)
-		}
-		_ = s.conn.CloseNow()
-		return err
-	}
-	return nil
-}
-
-// writeBatch joins objects with '\n' into frames of at most FrameCap bytes (an object larger
-// than that goes alone) and writes each with a deadline. A protocol that does not join
-// (Socket.IO: one packet a frame) gets one frame each.
-func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	if !s.proto.joinFrames() {
-		for _, frame := range batch {
-			if err := s.writeFrame(ctx, frame); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	bufp := s.srv.frameBufs.Get().(*[]byte)
-	defer s.srv.frameBufs.Put(bufp)
-	frame := (*bufp)[:0]
-	for _, obj := range batch {
-		if len(frame) > 0 && len(frame)+1+len(obj) > s.srv.cfg.FrameCap {
-			if err := s.writeFrame(ctx, frame); err != nil {
-				return err
-			}
-			frame = frame[:0]
-		}
-		if len(frame) > 0 {
-			frame = append(frame, '\n')
-		}
-		frame = append(frame, obj...)
-	}
-	err := s.writeFrame(ctx, frame)
-	if cap(frame) <= 2*s.srv.cfg.FrameCap {
-		*bufp = frame[:0]
-	}
-	return err
-}
-
-// writeFrame writes one frame. It sets no deadline of its own: a per-write timer costs as
-// much as a small write; the server's watchdog closes a connection whose write has been stuck
-// for WriteTimeout instead (see Server.watchWrites).
-func (s *session) writeFrame(_ context.Context, frame []byte) error {
-	s.writingSince.Store(time.Now().UnixNano())
-	err := s.conn.Write(context.Background(), websocket.MessageText, frame)
-	s.writingSince.Store(0)
-	if err != nil {
-		return err
-	}
-	s.srv.metrics.framesWritten.Inc()
-	s.srv.metrics.bytesWritten.Add(float64(len(frame)))
-	return nil
 }

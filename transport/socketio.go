@@ -33,9 +33,7 @@ type socketIO struct {
 
 	pongAt   atomic.Int64 // Unix ns of the last pong
 	awaiting atomic.Bool  // a ping is out and its pong has not come
-
-	// Owned by the writer.
-	pingSent time.Time
+	pingSent atomic.Int64 // Unix ns of the last ping
 
 	// Owned by the reader.
 	connected bool
@@ -60,7 +58,7 @@ func (p *socketIO) name() string { return "socketio" }
 func (p *socketIO) greet(s *session) {
 	cfg := &s.srv.cfg
 	p.pongAt.Store(time.Now().UnixNano())
-	p.pingSent = time.Now()
+	p.pingSent.Store(time.Now().UnixNano())
 	s.queue(sio.AppendOpen(nil, sio.Open{
 		SID:          p.sid,
 		PingInterval: cfg.PingInterval.Milliseconds(),
@@ -71,34 +69,28 @@ func (p *socketIO) greet(s *session) {
 
 func (p *socketIO) joinFrames() bool { return false } // one Engine.IO packet a frame
 
-// tick checks often enough that a missing pong is noticed soon after PingTimeout.
-func (p *socketIO) tick(cfg *Config) time.Duration {
-	return max(min(cfg.PingInterval, cfg.PingTimeout)/4, 10*time.Millisecond)
-}
-
 // errPingTimeout ends a Socket.IO session whose client stopped answering Engine.IO pings.
 var errPingTimeout = errors.New("socket.io client did not answer a ping within pingTimeout")
 
 // keepalive sends Engine.IO pings every PingInterval and ends the session when one is not
 // answered within PingTimeout (socket.io-client closes on its side the same way).
-func (p *socketIO) keepalive(ctx context.Context, s *session) error {
+func (p *socketIO) keepalive(s *session, now time.Time) {
 	cfg := &s.srv.cfg
-	now := time.Now()
+	sent := time.Unix(0, p.pingSent.Load())
 	if p.awaiting.Load() {
-		if now.Sub(p.pingSent) > cfg.PingTimeout {
+		if now.Sub(sent) > cfg.PingTimeout {
 			s.log().Debug("socket.io client missed a ping")
 			s.metrics.closed(wire.ClosePolicy)
 			_ = s.conn.CloseNow()
-			return errPingTimeout
+			s.cancel(errPingTimeout)
 		}
-		return nil
+		return
 	}
-	if now.Sub(p.pingSent) >= cfg.PingInterval {
-		p.pingSent = now
+	if now.Sub(sent) >= cfg.PingInterval {
+		p.pingSent.Store(now.UnixNano())
 		p.awaiting.Store(true)
 		s.queue([]byte{sio.EIOPing})
 	}
-	return nil
 }
 
 func (p *socketIO) serve(ctx context.Context, s *session, typ websocket.MessageType, frame []byte) error {

@@ -1,0 +1,54 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+)
+
+// The buffers of a WebSocket connection. net/http hands a hijacked connection 4 KiB for
+// reading and 4 KiB for writing, and an idle connection holds both for as long as it stays
+// open: at many thousands of connections, they are most of the memory.
+//
+// Client frames are small (a chat message is a few hundred bytes; larger reads bypass the
+// buffer), so 1 KiB costs nothing in reads. The write buffer takes a frame's header and as
+// much of its payload as fits; a frame larger than that is written in two calls instead of
+// one. Single messages fit in 2 KiB; batches under load run to tens of KiB, which take two
+// calls with 4 KiB as well.
+const (
+	readBufferSize  = 1024
+	writeBufferSize = 2048
+)
+
+// smallReader is a ResponseWriter whose Hijack gives the connection small buffers.
+// websocket.Accept hijacks through it.
+type smallReader struct {
+	http.ResponseWriter
+	hijacker http.Hijacker
+}
+
+func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := w.hijacker.Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hijack: %w", err)
+	}
+	// Bytes the server read past the request (a client's first frame, say) come first.
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	// brw.Writer holds nothing: net/http flushed the 101 response before it let go.
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
+}
+
+// withSmallReader wraps w when it can be hijacked.
+func withSmallReader(w http.ResponseWriter) http.ResponseWriter {
+	if hj, ok := w.(http.Hijacker); ok {
+		return smallReader{ResponseWriter: w, hijacker: hj}
+	}
+	return w
+}

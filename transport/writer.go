@@ -1,0 +1,216 @@
+package transport
+
+import (
+	"context"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// writerLinger is how long a writer with nothing to write waits for more before it exits.
+// A busy connection keeps its writer; an idle one holds no goroutine (and no stack) for it.
+const writerLinger = 500 * time.Millisecond
+
+// wakeWriter makes sure a writer goroutine runs to write what is queued: it starts one when
+// none runs, and otherwise wakes the one that waits. Any goroutine may call it; it never
+// blocks.
+func (s *session) wakeWriter() {
+	s.writerMu.Lock()
+	switch {
+	case s.writersDone:
+	case !s.writerOn:
+		s.writerOn = true
+		s.writers.Add(1)
+		s.writerMu.Unlock()
+		go s.writer()
+		return
+	default:
+		s.out.signal()
+	}
+	s.writerMu.Unlock()
+}
+
+// stopWriters lets no new writer start and waits for the one that runs.
+func (s *session) stopWriters() {
+	s.writerMu.Lock()
+	s.writersDone = true
+	s.writerMu.Unlock()
+	s.writers.Wait()
+}
+
+func (s *session) writer() {
+	defer s.writers.Done()
+	if err := s.writeLoop(s.ctx); err != nil {
+		s.writerMu.Lock()
+		s.writersDone = true // the connection is done for: the session ends
+		s.writerMu.Unlock()
+		s.cancel(err)
+	}
+}
+
+// retireWriter ends the writer when nothing waits for it, and reports whether it did.
+func (s *session) retireWriter() bool {
+	s.writerMu.Lock()
+	defer s.writerMu.Unlock()
+	if s.out.pending() || s.pingDue.Load() {
+		return false
+	}
+	if code, _ := s.closing(); code != 0 {
+		return false
+	}
+	s.writerOn = false
+	return true
+}
+
+// writeLoop writes what the outbox holds, all of it in as few frames as the frame cap
+// allows, pings the client when the watchdog asks, and closes the connection when asked to.
+// It returns nil when it retires for want of work, and an error when the session must end.
+func (s *session) writeLoop(ctx context.Context) error {
+	cfg := &s.srv.cfg
+	var batch [][]byte
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
+	for {
+		if s.pingDue.Swap(false) {
+			if err := s.pingIfIdle(ctx); err != nil {
+				return err
+			}
+		}
+		var overflowed bool
+		var dropped int
+		batch, overflowed, dropped = s.out.take(batch)
+		if dropped > 0 {
+			s.srv.metrics.typingDropped.Add(float64(dropped))
+		}
+		if overflowed {
+			s.out.close()
+			s.srv.metrics.slowConsumers.Inc()
+			s.log().Info("slow consumer closed", "queue", cfg.Queue)
+			return s.close(wire.CloseSlowConsumer, "slow consumer: too far behind")
+		}
+		wrote := len(batch) > 0
+		if err := s.writeBatch(ctx, batch); err != nil {
+			return err
+		}
+		clear(batch)
+		if cap(batch) > 64 {
+			batch = nil // after a burst, give the memory back
+		}
+		if code, reason := s.closing(); code != 0 {
+			// What was queued before the close was asked for (the error that led to a
+			// 1008, say) may have come after the take above: write it too.
+			batch, _, _ = s.out.take(batch)
+			if err := s.writeBatch(ctx, batch); err != nil {
+				return err
+			}
+			if code == wire.CloseRestart {
+				// Give the names back before the client hears 1012: it reconnects at once,
+				// maybe to another host, and must find its name free there.
+				s.leaveAll()
+			}
+			return s.close(code, reason)
+		}
+		if wrote {
+			continue // more may have come while writing
+		}
+		if linger == nil {
+			linger = time.NewTimer(writerLinger)
+		} else {
+			linger.Reset(writerLinger)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-s.out.wake:
+		case <-linger.C:
+			if s.retireWriter() {
+				return nil
+			}
+		}
+	}
+}
+
+// close closes the connection with code and counts it.
+func (s *session) close(code wire.CloseCode, reason string) error {
+	s.metrics.closed(code)
+	_ = s.conn.Close(websocket.StatusCode(code), reason) // errors here mean the peer is gone already
+	return errSessionClosed
+}
+
+// pingIfIdle pings a client that has sent nothing for PingInterval, and ends the session when
+// the pong does not come within PingTimeout.
+func (s *session) pingIfIdle(ctx context.Context) error {
+	cfg := &s.srv.cfg
+	if time.Since(time.Unix(0, s.lastRead.Load())) < cfg.PingInterval {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.PingTimeout)
+	defer cancel()
+	if err := s.conn.Ping(pctx); err != nil {
+		if ctx.Err() == nil {
+			s.log().Debug("closing a client that did not answer a ping", "err", err)
+		}
+		_ = s.conn.CloseNow()
+		return err
+	}
+	s.lastRead.Store(time.Now().UnixNano()) // the pong is a sign of life
+	return nil
+}
+
+// writeBatch joins objects with '\n' into frames of at most FrameCap bytes (an object larger
+// than that goes alone) and writes each. A protocol that does not join (Socket.IO: one packet
+// a frame) gets one frame each.
+func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if !s.proto.joinFrames() {
+		for _, frame := range batch {
+			if err := s.writeFrame(ctx, frame); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	bufp := s.srv.frameBufs.Get().(*[]byte)
+	defer s.srv.frameBufs.Put(bufp)
+	frame := (*bufp)[:0]
+	for _, obj := range batch {
+		if len(frame) > 0 && len(frame)+1+len(obj) > s.srv.cfg.FrameCap {
+			if err := s.writeFrame(ctx, frame); err != nil {
+				return err
+			}
+			frame = frame[:0]
+		}
+		if len(frame) > 0 {
+			frame = append(frame, '\n')
+		}
+		frame = append(frame, obj...)
+	}
+	err := s.writeFrame(ctx, frame)
+	if cap(frame) <= 2*s.srv.cfg.FrameCap {
+		*bufp = frame[:0]
+	}
+	return err
+}
+
+// writeFrame writes one frame. It sets no deadline of its own: a per-write timer costs as
+// much as a small write; the server's watchdog closes a connection whose write has been stuck
+// for WriteTimeout instead (see Server.watchSessions).
+func (s *session) writeFrame(_ context.Context, frame []byte) error {
+	s.writingSince.Store(time.Now().UnixNano())
+	err := s.conn.Write(context.Background(), websocket.MessageText, frame)
+	s.writingSince.Store(0)
+	if err != nil {
+		return err
+	}
+	s.srv.metrics.framesWritten.Inc()
+	s.srv.metrics.bytesWritten.Add(float64(len(frame)))
+	return nil
+}
