@@ -409,10 +409,7 @@ func (c *benchCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("write the report: %w", err)
 	}
-	if report.Interrupted {
-		return errors.New("interrupted: the figures above are what was measured until then")
-	}
-	return nil
+	return report.Err()
 }
 
 type versionCmd struct{}

@@ -152,6 +152,29 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
+// TestPartlyRefused runs more users than the server takes: the run goes on with those it
+// took, reports the refusals, and its Err says so in one line.
+func TestPartlyRefused(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "burst", func(w *Workload) { w.Users, w.Rooms, w.Messages = 8, 1, 2 })
+	cfg.Server = ServerConfig{MaxConns: 5}
+	rep := runBench(t, cfg)
+	c, d := rep.Connections, rep.Deliveries
+	if c.Made+c.Failed != 8 || c.Failed < 3 || c.Made < 4 {
+		t.Fatalf("made %d, failed %d of 8; want the 5 the server takes (4 while the probe's session ends)", c.Made, c.Failed)
+	}
+	if n := c.Failures["refused with HTTP 503: too many connections; try again later"]; n != c.Failed {
+		t.Errorf("failures %v, want every one refused with 503", c.Failures)
+	}
+	if d.Ratio != 1 || d.Expected != c.Made*c.Made*2 {
+		t.Errorf("deliveries %+v: want every message of the %d members delivered", d, c.Made)
+	}
+	err := rep.Err()
+	if err == nil || !strings.Contains(err.Error(), "clients could not connect") || !strings.Contains(err.Error(), "HTTP 503") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Err = %v, want one line about the refused clients", err)
+	}
+}
+
 func TestBadConfig(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {

@@ -174,7 +174,13 @@ func dialReason(resp *http.Response, err error) string {
 		if line == "" {
 			line = http.StatusText(resp.StatusCode)
 		}
-		return fmt.Sprintf("refused with HTTP %d: %s", resp.StatusCode, line)
+		reason := fmt.Sprintf("refused with HTTP %d: %s", resp.StatusCode, line)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			// The server caps connections per client address, and the bench's clients all
+			// come from one or a few.
+			reason += " (spread the clients with --source-ips, or lift the server's --max-conns-per-ip and --connect-rate-per-ip)"
+		}
+		return reason
 	}
 	return shortError(err)
 }

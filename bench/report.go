@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -303,6 +305,24 @@ func (r *Report) WriteTable(out io.Writer) error {
 	}
 	_, err := io.WriteString(out, b.String())
 	return err
+}
+
+// Err says in one line what kept the run from being whole: an interrupt, or clients that
+// could not connect or join. It is nil for a whole run; the figures stand either way.
+func (r *Report) Err() error {
+	c := r.Connections
+	switch {
+	case r.Interrupted:
+		return errors.New("interrupted: the figures above are what was measured until then")
+	case c.Failed > 0:
+		reasons := slices.SortedFunc(maps.Keys(c.Failures), func(a, b string) int { return cmp.Compare(c.Failures[b], c.Failures[a]) })
+		first := ""
+		if len(reasons) > 0 {
+			first = ", most for this reason: " + reasons[0]
+		}
+		return fmt.Errorf("%d of %d clients could not connect or join%s; the figures above are for the %d that did", c.Failed, c.Attempted, first, c.Made)
+	}
+	return nil
 }
 
 func (r *Report) sharedNote() string {
