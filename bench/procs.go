@@ -282,6 +282,7 @@ func RunChild(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logger
 	defer helpers.Wait()
 	defer close(quit)
 	commands := make(chan childMessage)
+	// The reader of commands ends when in closes: the parent closes it after the result.
 	helpers.Go(func() {
 		defer close(commands)
 		for {
@@ -296,7 +297,10 @@ func RunChild(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logger
 			}
 		}
 	})
-	helpers.Go(func() {
+	// The progress lines stop before the result, so that the result is the last line.
+	stopProgress := make(chan struct{})
+	var progressDone sync.WaitGroup
+	progressDone.Go(func() {
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -304,7 +308,7 @@ func RunChild(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logger
 			case <-tick.C:
 				p := w.progress()
 				emit(childMessage{Op: opProgress, Progress: &p})
-			case <-quit:
+			case <-stopProgress:
 				return
 			}
 		}
@@ -357,6 +361,8 @@ func RunChild(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logger
 	cancelPhase()
 	<-phaseDone
 	t, err := w.finish(context.WithoutCancel(ctx))
+	close(stopProgress)
+	progressDone.Wait()
 	emit(reply(opResult, err, func(m *childMessage) { m.Tally = &t }))
 	return nil
 }

@@ -125,6 +125,8 @@ func TestRunChildFinishMidway(t *testing.T) {
 		t.Errorf("tally users %d, connected %d, sent %d, delivered %d, latency samples %d: want the 6 users' partial run",
 			tl.Users, tl.Connected, tl.Sent, tl.Delivered, tl.Latency.count())
 	}
+	// As the parent does, read on until the child's output ends, and close its input.
+	go func() { _, _ = io.Copy(io.Discard, outR) }()
 	_ = inW.Close()
 	if err := <-done; err != nil {
 		t.Errorf("RunChild: %v", err)
