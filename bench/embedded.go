@@ -18,8 +18,10 @@ import (
 
 // This file is the one place where the bench imports the server: for a run without --url it
 // starts one in this process, wired as `shardchat serve` wires it (the Go and process
-// collectors included, so its /metrics carries the figures the report reads). The clients
-// themselves speak only the protocol.
+// collectors included, so its /metrics carries the figures the report reads), less what a
+// bench has no use for: the web UI, authentication, the Redis bridge, and the per-address
+// connection caps (every client of the bench comes from loopback). The clients themselves
+// speak only the protocol.
 
 // embedded is a shardchat server on a free loopback port. stop must be called once.
 type embedded struct {
