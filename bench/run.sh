@@ -50,7 +50,8 @@ echo "listening on $addr"
 for s in $SCENARIOS; do
 	echo "== shardchat bench --scenario $s --url ws://$addr/ws"
 	cut -d ' ' -f 1 /proc/loadavg >"$work/$s.load" 2>/dev/null || echo unknown >"$work/$s.load"
-	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" | tee "$work/$s.md"
+	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" >"$work/$s.md" # a failed run stops make bench
+	cat "$work/$s.md"
 done
 
 commit=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
