@@ -23,11 +23,13 @@ const (
 	writeBufferSize = 2048
 )
 
-// smallReader is a ResponseWriter whose Hijack gives the connection small buffers.
+// smallReader is a ResponseWriter whose Hijack gives the connection small buffers, and
+// keeps the connection, on which the session's writer writes data frames itself (frame.go).
 // websocket.Accept hijacks through it.
 type smallReader struct {
 	http.ResponseWriter
 	hijacker http.Hijacker
+	conn     *net.Conn
 }
 
 func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -35,6 +37,7 @@ func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
+	*w.conn = conn
 	// Bytes the server read past the request (a client's first frame, say) come first.
 	var r io.Reader = conn
 	if n := brw.Reader.Buffered(); n > 0 {
@@ -45,10 +48,10 @@ func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
-// withSmallReader wraps w when it can be hijacked.
-func withSmallReader(w http.ResponseWriter) http.ResponseWriter {
+// withSmallReader wraps w when it can be hijacked; *conn is the connection once it is.
+func withSmallReader(w http.ResponseWriter, conn *net.Conn) http.ResponseWriter {
 	if hj, ok := w.(http.Hijacker); ok {
-		return smallReader{ResponseWriter: w, hijacker: hj}
+		return smallReader{ResponseWriter: w, hijacker: hj, conn: conn}
 	}
 	return w
 }

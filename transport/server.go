@@ -355,7 +355,8 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 		s.ipLimits.release(client)
 	}
 
-	conn, err := websocket.Accept(withSmallReader(w), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	var raw net.Conn
+	conn, err := websocket.Accept(withSmallReader(w, &raw), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		release()
 		s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
@@ -365,6 +366,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 	conn.SetReadLimit(wire.MaxFrame)
 	id := s.nextID.Add(1)
 	sess := newSession(s, id, conn, client.String(), newProto(id))
+	sess.raw = raw
 	sess.claims = claims
 	// The session runs on a goroutine of its own and this handler returns: net/http's
 	// goroutine has a deep, grown stack that an idle connection would otherwise keep. The

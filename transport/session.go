@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,7 @@ type session struct {
 	id      uint64
 	srv     *Server
 	conn    *websocket.Conn
+	raw     net.Conn // the connection under conn, for data frames (frame.go); nil: use conn
 	remote  string
 	out     *outbox
 	proto   protocol

@@ -163,13 +163,82 @@ func (s *session) pingIfIdle(ctx context.Context) error {
 	return nil
 }
 
-// writeBatch joins objects with '\n' into frames of at most FrameCap bytes (an object larger
-// than that goes alone) and writes each. A protocol that does not join (Socket.IO: one packet
-// a frame) gets one frame each.
+// writeBatch writes a batch of queued items in as few write calls as it can. The native
+// protocol joins objects with '\n' into frames of at most FrameCap bytes (an object larger
+// than that goes alone); Socket.IO wants one packet a frame, and gets as many whole frames as
+// fit in FrameCap in one write.
 func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	if s.raw == nil {
+		return s.writeBatchThroughLibrary(ctx, batch)
+	}
+	bufp := s.srv.frameBufs.Get().(*[]byte)
+	defer s.srv.frameBufs.Put(bufp)
+	buf, err := (*bufp)[:0], error(nil)
+	if s.proto.joinFrames() {
+		buf = append(buf, make([]byte, maxFrameHeader)...) // the header goes in front, once known
+		for _, obj := range batch {
+			payload := len(buf) - maxFrameHeader
+			if payload > 0 && payload+1+len(obj) > s.srv.cfg.FrameCap {
+				if err := s.writeJoined(buf); err != nil {
+					return err
+				}
+				buf = buf[:maxFrameHeader]
+				payload = 0
+			}
+			if payload > 0 {
+				buf = append(buf, '\n')
+			}
+			buf = append(buf, obj...)
+		}
+		err = s.writeJoined(buf)
+	} else {
+		frames := 0
+		for _, obj := range batch {
+			if frames > 0 && len(buf)+maxFrameHeader+len(obj) > s.srv.cfg.FrameCap {
+				if err := s.writeRaw(buf, frames); err != nil {
+					return err
+				}
+				buf, frames = buf[:0], 0
+			}
+			buf = appendFrame(buf, obj)
+			frames++
+		}
+		err = s.writeRaw(buf, frames)
+	}
+	if cap(buf) <= 2*s.srv.cfg.FrameCap {
+		*bufp = buf[:0]
+	}
+	return err
+}
+
+// writeJoined writes the frame whose payload follows maxFrameHeader bytes of room in buf.
+func (s *session) writeJoined(buf []byte) error {
+	start := putFrameHeader(buf[:maxFrameHeader], len(buf)-maxFrameHeader)
+	return s.writeRaw(buf[start:], 1)
+}
+
+// writeRaw writes whole frames to the connection in one call. It sets no deadline of its own:
+// a per-write timer costs as much as a small write; the server's watchdog closes a connection
+// whose write has been stuck for WriteTimeout instead (see Server.watchSessions).
+func (s *session) writeRaw(b []byte, frames int) error {
+	s.writingSince.Store(time.Now().UnixNano())
+	_, err := s.raw.Write(b)
+	s.writingSince.Store(0)
+	if err != nil {
+		return err
+	}
+	s.srv.metrics.framesWritten.Add(float64(frames))
+	s.srv.metrics.bytesWritten.Add(float64(len(b)))
+	return nil
+}
+
+// writeBatchThroughLibrary writes a batch with coder/websocket's writer, for a connection
+// whose net.Conn the server did not get at the upgrade (a ResponseWriter that hides its
+// Hijacker behind Unwrap).
+func (s *session) writeBatchThroughLibrary(ctx context.Context, batch [][]byte) error {
 	if !s.proto.joinFrames() {
 		for _, frame := range batch {
 			if err := s.writeFrame(ctx, frame); err != nil {
@@ -200,9 +269,7 @@ func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
 	return err
 }
 
-// writeFrame writes one frame. It sets no deadline of its own: a per-write timer costs as
-// much as a small write; the server's watchdog closes a connection whose write has been stuck
-// for WriteTimeout instead (see Server.watchSessions).
+// writeFrame writes one frame through coder/websocket.
 func (s *session) writeFrame(_ context.Context, frame []byte) error {
 	s.writingSince.Store(time.Now().UnixNano())
 	err := s.conn.Write(context.Background(), websocket.MessageText, frame)
