@@ -395,6 +395,7 @@ func (c *benchCmd) Run() error {
 		ChildCommand:   []string{exe, "bench", "--child", "--log-level", c.LogLevel, "--log-format", c.LogFormat},
 		Progress:       os.Stderr,
 		Logger:         log,
+		StartServer:    startBenchServer,
 	})
 	if err != nil {
 		return err

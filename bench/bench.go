@@ -47,16 +47,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	targets, embedded := cfg.URLs, false
 	if len(targets) == 0 {
-		srv, err := startEmbedded(cfg.Server, log.With("server", "embedded"))
+		if cfg.StartServer == nil {
+			return nil, errors.New("no server to load: give a --url, or a StartServer")
+		}
+		url, stop, err := cfg.StartServer(cfg.Server, log.With("server", "embedded"))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("embedded server: %w", err)
 		}
 		defer func() {
-			if err := srv.stop(); err != nil {
+			if err := stop(); err != nil {
 				log.Warn("embedded server shutdown", "err", err)
 			}
 		}()
-		targets, embedded = []string{srv.url}, true
+		targets, embedded = []string{url}, true
 	}
 	hc := httpClients(nil, nil)[0]
 	for _, u := range uniq(targets) {

@@ -25,6 +25,7 @@ func testConfig(t *testing.T, scenario string, scale func(*Workload)) Config {
 		Workload:     w,
 		StallTimeout: 5 * time.Second,
 		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		StartServer:  testServer,
 	}
 }
 
@@ -232,17 +233,17 @@ func TestInterrupted(t *testing.T) {
 // account for every delivery, as the tallies of two --procs children do.
 func TestTwoWorkersMerge(t *testing.T) {
 	t.Parallel()
-	srv, err := startEmbedded(ServerConfig{}, slog.New(slog.DiscardHandler))
+	url, stop, err := testServer(ServerConfig{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		if err := srv.stop(); err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()
 	wl := Workload{Users: 21, Rooms: 3, Messages: 4, TextSize: 16}
-	spec := workerSpec{RunID: newRunID(), URLs: []string{srv.url}, Workload: wl, ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, DialConcurrency: 8}
+	spec := workerSpec{RunID: newRunID(), URLs: []string{url}, Workload: wl, ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, DialConcurrency: 8}
 	a, b := spec, spec
 	a.Count = 10
 	b.Index, b.First, b.Count = 1, 10, 11

@@ -38,6 +38,10 @@ type Config struct {
 	// Server configures the embedded server (without URLs). Zero fields take the defaults
 	// of `shardchat serve`.
 	Server ServerConfig
+	// StartServer starts the embedded server of a run without URLs. The bench is a client
+	// and knows only the protocol: the command line gives it one that wires a server as
+	// `shardchat serve` does. Required without URLs.
+	StartServer ServerStarter
 	// ChildCommand starts one child process for Procs: a command that runs RunChild on its
 	// standard input and output. Default: this executable with the arguments "bench --child".
 	ChildCommand []string
@@ -59,6 +63,10 @@ type slowReaders struct {
 	pause   time.Duration
 	control func(network, address string, c syscall.RawConn) error
 }
+
+// ServerStarter starts a server on a free loopback port and returns its WebSocket URL and a
+// function that stops it and waits for it.
+type ServerStarter func(cfg ServerConfig, log *slog.Logger) (url string, stop func() error, err error)
 
 // ServerConfig configures the embedded server. The zero value of each field means the
 // default of `shardchat serve`.

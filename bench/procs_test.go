@@ -64,12 +64,12 @@ func TestProcs(t *testing.T) {
 // --procs does, and interrupts its send phase: the child stops and answers with what it has.
 func TestRunChildFinishMidway(t *testing.T) {
 	t.Parallel()
-	srv, err := startEmbedded(ServerConfig{}, slog.New(slog.DiscardHandler))
+	url, stop, err := testServer(ServerConfig{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := srv.stop(); err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	})
@@ -106,7 +106,7 @@ func TestRunChildFinishMidway(t *testing.T) {
 	}
 
 	wl := Workload{Users: 12, Rooms: 2, Rate: 5, Duration: time.Minute, TextSize: 8}
-	send(childMessage{Op: opSpec, Spec: &workerSpec{RunID: newRunID(), Index: 1, First: 12, Count: 6, URLs: []string{srv.url},
+	send(childMessage{Op: opSpec, Spec: &workerSpec{RunID: newRunID(), Index: 1, First: 12, Count: 6, URLs: []string{url},
 		Workload: wl, ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, DialConcurrency: 4}})
 	if m := next(); m.Op != opConnected || m.Connected == nil || m.Connected.Connected != 6 {
 		t.Fatalf("after the spec the child said %+v, want 6 connected", m)

@@ -1,4 +1,4 @@
-package bench
+package main
 
 import (
 	"context"
@@ -11,17 +11,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/shardchat/shardchat/bench"
 	"github.com/shardchat/shardchat/hub"
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport"
 )
 
-// This file is the one place where the bench imports the server: for a run without --url it
-// starts one in this process, wired as `shardchat serve` wires it (the Go and process
-// collectors included, so its /metrics carries the figures the report reads), less what a
-// bench has no use for: the web UI, authentication, the Redis bridge, and the per-address
-// connection caps (every client of the bench comes from loopback). The clients themselves
-// speak only the protocol.
+// The server of `shardchat bench` without --url: the bench knows only the protocol, and the
+// command line hands it this, which starts a server in the bench's process, wired as
+// `shardchat serve` wires it (the Go and process collectors included, so its /metrics carries
+// the figures the report reads), less what a bench has no use for: the web UI,
+// authentication, the Redis bridge, and the per-address connection caps (every client of the
+// bench comes from loopback).
 
 // embedded is a shardchat server on a free loopback port. stop must be called once.
 type embedded struct {
@@ -31,10 +32,19 @@ type embedded struct {
 	done   chan error
 }
 
-// drainTimeout bounds the embedded server's shutdown; the clients are gone by then.
-const drainTimeout = 5 * time.Second
+// benchDrainTimeout bounds the embedded server's shutdown; the clients are gone by then.
+const benchDrainTimeout = 5 * time.Second
 
-func startEmbedded(cfg ServerConfig, log *slog.Logger) (*embedded, error) {
+// startBenchServer is the bench.ServerStarter of the command line.
+func startBenchServer(cfg bench.ServerConfig, log *slog.Logger) (string, func() error, error) {
+	e, err := startEmbedded(cfg, log)
+	if err != nil {
+		return "", nil, err
+	}
+	return e.url, e.stop, nil
+}
+
+func startEmbedded(cfg bench.ServerConfig, log *slog.Logger) (*embedded, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, err := hub.New(hub.Config{
@@ -64,7 +74,7 @@ func startEmbedded(cfg ServerConfig, log *slog.Logger) (*embedded, error) {
 	e := &embedded{hub: h, cancel: cancel, done: make(chan error, 1)}
 	listening := make(chan net.Addr, 1)
 	go func() {
-		e.done <- srv.ListenAndServe(ctx, "127.0.0.1:0", drainTimeout, func(addr net.Addr) { listening <- addr })
+		e.done <- srv.ListenAndServe(ctx, "127.0.0.1:0", benchDrainTimeout, func(addr net.Addr) { listening <- addr })
 	}()
 	select {
 	case addr := <-listening:
