@@ -49,8 +49,16 @@ test: deps vet
 
 # A short run of every fuzz target; FUZZTIME=5m for a longer one.
 FUZZTIME ?= 20s
+# Every decoder of outside input has one: client frames, Socket.IO packets, tokens and their
+# headers, X-Forwarded-For, and the bench's reader of server objects.
+FUZZ_TARGETS := ./transport/wire:FuzzDecode ./transport/wire:FuzzAppendString ./transport/sio:FuzzParse \
+	./transport/auth:FuzzVerify ./transport/auth:FuzzTokenFromRequest ./transport:FuzzClientAddress \
+	./bench:FuzzScanObject
 fuzz:
-	$(GO) test ./transport/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== $${t%%:*} $${t#*:}"; \
+	  $(GO) test "$${t%%:*}" -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 # The scenarios that make bench runs against a separate server; BENCHMARKS.md gets their tables.
 BENCH_SCENARIOS ?= seed burst fanout

@@ -354,6 +354,7 @@ type benchCmd struct {
 	SourceIPs      []string       `name:"source-ips" placeholder:"127.0.0.2,127.0.0.3" help:"Local addresses for client sockets, round robin, to go past the ephemeral ports of one address."`
 	ConnectTimeout time.Duration  `default:"10s" help:"Bound on one client's connect, welcome and join."`
 	StallTimeout   time.Duration  `default:"10s" help:"How long sending or delivery may go without progress before the run stops waiting and reports what is missing."`
+	Runs           int            `default:"1" help:"Run the workload this many times and add a table of the medians of the main figures (with --json: one report per line)."`
 	JSON           bool           `name:"json" help:"Print the report as one JSON object instead of a table."`
 	LogLevel       string         `default:"warn" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
 	LogFormat      string         `default:"text" enum:"text,json" help:"Log format: text or json."`
@@ -384,33 +385,50 @@ func (c *benchCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("find this executable: %w", err)
 	}
-	report, err := bench.Run(ctx, bench.Config{
-		URLs:           c.URL,
-		Scenario:       c.Scenario,
-		Workload:       workload,
-		Procs:          procs,
-		SourceIPs:      c.SourceIPs,
-		ConnectTimeout: c.ConnectTimeout,
-		StallTimeout:   c.StallTimeout,
-		ChildCommand:   []string{exe, "bench", "--child", "--log-level", c.LogLevel, "--log-format", c.LogFormat},
-		Progress:       os.Stderr,
-		Logger:         log,
-		StartServer:    startBenchServer,
-	})
-	if err != nil {
-		return err
+	if c.Runs < 1 || c.Runs > 100 {
+		return fmt.Errorf("--runs %d: must be from 1 to 100", c.Runs)
 	}
-	if c.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(report)
-	} else {
-		err = report.WriteTable(os.Stdout)
+	var reports []*bench.Report
+	for run := range c.Runs {
+		report, err := bench.Run(ctx, bench.Config{
+			URLs:           c.URL,
+			Scenario:       c.Scenario,
+			Workload:       workload,
+			Procs:          procs,
+			SourceIPs:      c.SourceIPs,
+			ConnectTimeout: c.ConnectTimeout,
+			StallTimeout:   c.StallTimeout,
+			ChildCommand:   []string{exe, "bench", "--child", "--log-level", c.LogLevel, "--log-format", c.LogFormat},
+			Progress:       os.Stderr,
+			Logger:         log,
+			StartServer:    startBenchServer,
+		})
+		if err != nil {
+			return err
+		}
+		if c.JSON {
+			err = json.NewEncoder(os.Stdout).Encode(report)
+		} else {
+			if c.Runs > 1 {
+				fmt.Printf("Run %d of %d\n\n", run+1, c.Runs)
+			}
+			err = report.WriteTable(os.Stdout)
+		}
+		if err != nil {
+			return fmt.Errorf("write the report: %w", err)
+		}
+		if err := report.Err(); err != nil || ctx.Err() != nil {
+			return err
+		}
+		reports = append(reports, report)
 	}
-	if err != nil {
-		return fmt.Errorf("write the report: %w", err)
+	if c.Runs > 1 && !c.JSON {
+		fmt.Println()
+		if err := bench.WriteMedians(os.Stdout, reports); err != nil {
+			return fmt.Errorf("write the medians: %w", err)
+		}
 	}
-	return report.Err()
+	return nil
 }
 
 type versionCmd struct{}

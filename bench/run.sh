@@ -3,20 +3,26 @@
 # `shardchat serve` on a free loopback port, and BENCHMARKS.md with their tables, the date,
 # the machine and the commit.
 #
-#   GO=go  SCENARIOS="seed burst fanout"  OUT=BENCHMARKS.md  COMMIT=<sha>  sh bench/run.sh
+# Each scenario runs RUNS times (the machines are shared and noisy: the page quotes medians).
+# When redis-server is installed, seed also runs across two hosts sharing one Redis. The page
+# ends with bench/history.md, the hand-kept record of what each optimisation gained.
+#
+#   GO=go  SCENARIOS="seed burst fanout"  RUNS=3  OUT=BENCHMARKS.md  COMMIT=<sha>  sh bench/run.sh
 set -eu
 GO=${GO:-go}
 SCENARIOS=${SCENARIOS:-seed burst fanout}
+RUNS=${RUNS:-3}
 OUT=${OUT:-BENCHMARKS.md}
 cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
 server=""
+others=""
 cleanup() {
-	if [ -n "$server" ]; then
-		kill -TERM "$server" 2>/dev/null || true
-		wait "$server" 2>/dev/null || true
-	fi
+	for p in $server $others; do
+		kill -TERM "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -28,21 +34,29 @@ cat "$work/gobench.txt"
 
 echo "== shardchat serve on a free loopback port"
 $GO build -o "$work/shardchat" .
-# The bench connects from one address: lift the server's per-address connection caps.
-"$work/shardchat" serve --addr 127.0.0.1:0 --max-conns-per-ip 0 --connect-rate-per-ip 0 2>"$work/server.log" &
-server=$!
-addr=""
-for _ in $(seq 100); do
-	addr=$(sed -n 's/.*msg="shardchat listening" addr=\([^ ]*\).*/\1/p' "$work/server.log" | head -n 1)
-	[ -n "$addr" ] && break
-	kill -0 "$server" 2>/dev/null || break
-	sleep 0.1
-done
-if [ -z "$addr" ]; then
+
+# start_server LOG ARGS... starts `shardchat serve` on a free loopback port, sets $pid to its
+# process and $addr to where it listens.
+start_server() {
+	log=$1
+	shift
+	"$work/shardchat" serve --addr 127.0.0.1:0 "$@" 2>"$log" &
+	pid=$!
+	addr=""
+	for _ in $(seq 100); do
+		addr=$(sed -n 's/.*msg="shardchat listening" addr=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+		[ -n "$addr" ] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
 	echo "the server did not start:" >&2
-	cat "$work/server.log" >&2
+	cat "$log" >&2
 	exit 1
-fi
+}
+
+# The bench connects from one address: lift the server's per-address connection caps.
+start_server "$work/server.log" --max-conns-per-ip 0 --connect-rate-per-ip 0
+server=$pid
 echo "listening on $addr"
 
 # The load average before each scenario goes into the page: figures taken while something
@@ -50,9 +64,29 @@ echo "listening on $addr"
 for s in $SCENARIOS; do
 	echo "== shardchat bench --scenario $s --url ws://$addr/ws"
 	cut -d ' ' -f 1 /proc/loadavg >"$work/$s.load" 2>/dev/null || echo unknown >"$work/$s.load"
-	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" >"$work/$s.md" # a failed run stops make bench
+	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" --runs "$RUNS" >"$work/$s.md" # a failed run stops make bench
 	cat "$work/$s.md"
 done
+
+# The Redis path: two hosts on one redis-server, the clients spread over both.
+redis=""
+if command -v redis-server >/dev/null 2>&1; then
+	rport=$(( 20000 + $$ % 20000 ))
+	redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+	others="$others $!"
+	for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	start_server "$work/a.log" --max-conns-per-ip 0 --connect-rate-per-ip 0 --redis-url "redis://127.0.0.1:$rport"
+	others="$others $pid"
+	a=$addr
+	start_server "$work/b.log" --max-conns-per-ip 0 --connect-rate-per-ip 0 --redis-url "redis://127.0.0.1:$rport"
+	others="$others $pid"
+	b=$addr
+	redis="seed, two hosts on one Redis"
+	echo "== shardchat bench --scenario seed --url ws://$a/ws --url ws://$b/ws (Redis on port $rport)"
+	cut -d ' ' -f 1 /proc/loadavg >"$work/redis.load" 2>/dev/null || echo unknown >"$work/redis.load"
+	"$work/shardchat" bench --scenario seed --url "ws://$a/ws" --url "ws://$b/ws" --runs "$RUNS" >"$work/redis.md"
+	cat "$work/redis.md"
+fi
 
 commit=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 if git rev-parse --git-dir >/dev/null 2>&1 && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
@@ -81,15 +115,31 @@ mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/de
 		echo
 		echo "## Scenario $s"
 		echo
-		echo "\`shardchat bench --scenario $s --url ws://$addr/ws\`, with a 1-minute load average of $(cat "$work/$s.load") before it:"
+		echo "\`shardchat bench --scenario $s --url ws://HOST:PORT/ws --runs $RUNS\`, with a 1-minute load average of $(cat "$work/$s.load") before it."
+		echo "The medians first, then the last run's whole table."
 		echo
-		cat "$work/$s.md"
+		sed -n '/^Medians of/,$p' "$work/$s.md"
+		echo
+		awk -v runs="$RUNS" '/^Run / { n++ } n == runs && !/^Run / && !/^Medians of/ { print } /^Medians of/ { exit }' "$work/$s.md"
 	done
+	if [ -n "$redis" ]; then
+		echo
+		echo "## Scenario $redis"
+		echo
+		echo "\`shardchat bench --scenario seed --url ws://HOST-A/ws --url ws://HOST-B/ws --runs $RUNS\`: two \`shardchat serve --redis-url\` processes"
+		echo "on one redis-server (no persistence), all on this machine, with a 1-minute load average of $(cat "$work/redis.load") before it."
+		echo
+		sed -n '/^Medians of/,$p' "$work/redis.md"
+	fi
 	echo
 	echo "## Go benchmarks"
 	echo
 	echo '```'
 	grep -E '^(goos|goarch|pkg|cpu|Benchmark|ok|PASS|FAIL)' "$work/gobench.txt" || true
 	echo '```'
+	if [ -f bench/history.md ]; then
+		echo
+		cat bench/history.md
+	fi
 } >"$OUT"
 echo "== wrote $OUT"
