@@ -62,6 +62,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		targets, embedded = []string{url}, true
 	}
 	hc := httpClients(nil, nil)[0]
+	r := &run{cfg: cfg, log: log, targets: targets, hc: hc}
+	r.servers = r.metricsTargets()
+	// The first reading comes before the probes: a probe's connection closes as the probe
+	// ends, but the server counts it until it has noticed.
+	r.sample(ctx, func(s *samples, v serverSample) { s.before = v })
 	for _, u := range uniq(targets) {
 		limits, err := probe(ctx, u, hc, cfg.ConnectTimeout)
 		if err != nil {
@@ -72,10 +77,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				"target", u, "rate", wl.Rate, "server_rate", limits.Rate, "server_burst", limits.Burst)
 		}
 	}
-
-	r := &run{cfg: cfg, log: log, targets: targets, hc: hc}
-	r.servers = r.metricsTargets()
-	r.sample(ctx, func(s *samples, v serverSample) { s.before = v })
 	started := time.Now()
 	if err := r.startWorkers(); err != nil {
 		return nil, err
