@@ -147,8 +147,10 @@ type Refusal struct {
 	Err error
 }
 
+// Error returns the reason's sentence, which is what the client is told.
 func (r *Refusal) Error() string { return r.Message }
 
+// Unwrap returns the error of the token library, when there was one.
 func (r *Refusal) Unwrap() error { return r.Err }
 
 // The reasons a token is refused.
