@@ -50,10 +50,10 @@ test: deps vet
 # A short run of every fuzz target; FUZZTIME=5m for a longer one.
 FUZZTIME ?= 20s
 # Every decoder of outside input has one: client frames, Socket.IO packets, tokens and their
-# headers, X-Forwarded-For, and the bench's reader of server objects.
+# headers, X-Forwarded-For, Redis channel payloads, and the bench's reader of server objects.
 FUZZ_TARGETS := ./transport/wire:FuzzDecode ./transport/wire:FuzzAppendString ./transport/sio:FuzzParse \
 	./transport/auth:FuzzVerify ./transport/auth:FuzzTokenFromRequest ./transport:FuzzClientAddress \
-	./bench:FuzzScanObject
+	./bench:FuzzScanObject ./hub:FuzzParsePayload
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== $${t%%:*} $${t#*:}"; \
