@@ -14,13 +14,12 @@ import (
 // open: at many thousands of connections, they are most of the memory.
 //
 // Client frames are small (a chat message is a few hundred bytes; larger reads bypass the
-// buffer), so 1 KiB costs nothing in reads. The write buffer takes a frame's header and as
-// much of its payload as fits; a frame larger than that is written in two calls instead of
-// one. Single messages fit in 2 KiB; batches under load run to tens of KiB, which take two
-// calls with 4 KiB as well.
+// buffer), so 1 KiB costs nothing in reads. The session writes data frames straight to the
+// connection (frame.go); the library writes only control frames through its buffer, and a
+// control frame is at most 127 bytes with its header.
 const (
 	readBufferSize  = 1024
-	writeBufferSize = 2048
+	writeBufferSize = 256
 )
 
 // smallReader is a ResponseWriter whose Hijack gives the connection small buffers, and
