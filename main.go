@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	runtimepprof "runtime/pprof"
 	"os"
 	"os/signal"
 	"path"
@@ -355,6 +356,7 @@ type benchCmd struct {
 	ConnectTimeout time.Duration  `default:"10s" help:"Bound on one client's connect, welcome and join."`
 	StallTimeout   time.Duration  `default:"10s" help:"How long sending or delivery may go without progress before the run stops waiting and reports what is missing."`
 	Runs           int            `default:"1" help:"Run the workload this many times and add a table of the medians of the main figures (with --json: one report per line)."`
+	CPUProfile     string         `name:"cpu-profile" type:"path" help:"Write a CPU profile of this process (the clients, with --url) to this file, for go tool pprof."`
 	JSON           bool           `name:"json" help:"Print the report as one JSON object instead of a table."`
 	LogLevel       string         `default:"warn" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
 	LogFormat      string         `default:"text" enum:"text,json" help:"Log format: text or json."`
@@ -387,6 +389,17 @@ func (c *benchCmd) Run() error {
 	}
 	if c.Runs < 1 || c.Runs > 100 {
 		return fmt.Errorf("--runs %d: must be from 1 to 100", c.Runs)
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := runtimepprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer runtimepprof.StopCPUProfile()
 	}
 	var reports []*bench.Report
 	for run := range c.Runs {
