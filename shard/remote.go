@@ -107,10 +107,24 @@ func (s *Shard) park(r *room, req *Request) *wire.Error {
 
 func (s *Shard) requestSync(r *room, after uint64) {
 	if !r.syncing.IsZero() {
+		// One is on its way; what it reads may already be stale for whoever asked now
+		// (a subscription that came back meanwhile): ask again when it answers.
+		r.syncAgain = true
 		return
 	}
 	r.syncing = time.Now()
+	r.syncAgain = false
 	s.cfg.Remote.Sync(r.name, after)
+}
+
+// resync reads what a room may have missed (a subscription came back, or a hand-off
+// overflowed), or its whole state when it has none yet.
+func (s *Shard) resync(r *room) {
+	after := uint64(0)
+	if r.synced {
+		after = r.seq
+	}
+	s.requestSync(r, after)
 }
 
 // retrySyncs asks again for the syncs that went unanswered.
@@ -190,8 +204,8 @@ func (s *Shard) drainPending(r *room) {
 	i := 0
 	for ; i < len(r.pending); i++ {
 		ev := r.pending[i]
-		if ev.Seq <= r.seq {
-			continue
+		if ev.Seq <= r.seq || ev.Epoch != r.epoch {
+			continue // delivered already, or of an epoch the room left behind
 		}
 		if ev.Seq != r.seq+1 {
 			break
@@ -235,6 +249,7 @@ func (s *Shard) reset(r *room, reason string) {
 	r.epoch, r.seq = "", 0
 	r.hist = newHistory(r.hist.size)
 	r.typing = nil
+	r.pending = nil
 	r.syncing = time.Time{}
 	s.requestSync(r, 0)
 }
@@ -253,7 +268,11 @@ func (s *Shard) synced(name string, st *RoomState) {
 		if len(r.members) == 0 {
 			delete(s.rooms, name)
 			s.metrics.idleRooms.Dec()
+			return
 		}
+		// Ask again soon: a gap may wait for this answer, and in a quiet room no later
+		// message would reveal it.
+		r.syncing = time.Now().Add(time.Second - syncRetry)
 		return
 	}
 	switch {
@@ -262,6 +281,11 @@ func (s *Shard) synced(name string, st *RoomState) {
 	case st.Epoch != r.epoch:
 		s.reset(r, "the room's history was reset")
 		return // the reset asked for a fresh state
+	case st.Seq < r.seq:
+		// The store went back in time (restored from an older copy): the seqs to come
+		// would look like ones already delivered and vanish.
+		s.reset(r, "the cluster store lost the room's newest messages")
+		return
 	default:
 		for _, ev := range st.Messages {
 			if ev.Seq <= r.seq {
@@ -290,6 +314,10 @@ func (s *Shard) synced(name string, st *RoomState) {
 	if len(r.members) == 0 {
 		delete(s.rooms, name)
 		s.metrics.idleRooms.Dec()
+		return
+	}
+	if r.syncAgain {
+		s.resync(r)
 	}
 }
 

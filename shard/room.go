@@ -26,10 +26,11 @@ type room struct {
 	emptySince time.Time // when the last member left; zero while it has members
 
 	// With a bridge between hosts, the room mirrors a room ordered elsewhere.
-	synced  bool      // epoch, seq and hist hold the room's state; always true without a bridge
-	syncing time.Time // when the pending Remote.Sync was asked for; zero when none is
-	pending []Event   // messages past seq+1, oldest first, waiting for the gap to fill
-	parked  []Request // joins waiting for the room's first state
+	synced    bool      // epoch, seq and hist hold the room's state; always true without a bridge
+	syncing   time.Time // when the pending Remote.Sync was asked for; zero when none is
+	syncAgain bool      // another sync was wanted while one was on its way
+	pending   []Event   // messages past seq+1, oldest first, waiting for the gap to fill
+	parked    []Request // joins waiting for the room's first state
 }
 
 type seat struct {

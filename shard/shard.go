@@ -357,8 +357,8 @@ func (s *Shard) handle(cmd command) {
 	case opSynced:
 		s.synced(cmd.Room, cmd.state)
 	case opResync:
-		if r := s.rooms[cmd.Room]; r != nil && r.synced {
-			s.requestSync(r, r.seq)
+		if r := s.rooms[cmd.Room]; r != nil && (r.synced || len(r.parked) > 0) {
+			s.resync(r)
 		}
 	}
 	if err != nil {
