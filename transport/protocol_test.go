@@ -1,9 +1,12 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -580,6 +583,36 @@ func TestCloseCodes(t *testing.T) {
 			t.Fatalf("dial while draining: %v %v", err, resp)
 		}
 	})
+	t.Run("shutdown cuts a client that ignores the close", func(t *testing.T) {
+		t.Parallel()
+		env := setupTest(t, Config{}, shard.Config{})
+		// A raw client: it upgrades, then never reads and never answers the close handshake.
+		raw, err := net.Dial("tcp", strings.TrimPrefix(env.http.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		fmt.Fprintf(raw, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+		br := bufio.NewReader(raw)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		waitFor(t, func() bool { return env.sessions() == 1 })
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		if err := env.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("shutdown with a silent client: %v, want the drain deadline", err)
+		}
+		if n := env.sessions(); n != 0 {
+			t.Fatalf("%d sessions left after shutdown", n)
+		}
+		_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			t.Fatalf("the server did not close the connection: %v", err)
+		}
+	})
 	t.Run("1000 normal", func(t *testing.T) {
 		t.Parallel()
 		env := setupTest(t, Config{}, shard.Config{})
@@ -597,6 +630,13 @@ func (panicMember) Send([]byte) bool            { panic("broken member") }
 func (panicMember) SendBestEffort([]byte) bool  { panic("broken member") }
 func (panicMember) Flush()                      {}
 func (panicMember) Kick(wire.CloseCode, string) {}
+
+// sessions counts the server's live sessions.
+func (e *testEnv) sessions() int {
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	return len(e.srv.sessions)
+}
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()

@@ -462,7 +462,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	s.stop() // cancels every session's context: their connections close at once
+	s.stop() // cancels every session's context
+	// A writer blocked in a close handshake or a raw write does not watch the context:
+	// closing the connections themselves is what frees it.
+	s.mu.Lock()
+	for sess := range s.sessions {
+		_ = sess.conn.CloseNow()
+	}
+	s.mu.Unlock()
 	<-s.idle
 	<-s.watchdogDone
 	return fmt.Errorf("shutdown: sessions cut after the drain timeout: %w", ctx.Err())

@@ -69,11 +69,15 @@ type session struct {
 	rooms   map[string]struct{}
 
 	// Owned by the reader.
-	messages  *rate.Limiter // chat messages: --rate and --burst
-	requests  *rate.Limiter // every frame, a looser bound on requests that cost the server
-	abuse     *rate.Limiter // refused requests; running out closes with 1008
-	reply     chan error    // shard replies; one request at a time
-	logLazily *slog.Logger
+	messages *rate.Limiter // chat messages: --rate and --burst
+	requests *rate.Limiter // every frame, a looser bound on requests that cost the server
+	abuse    *rate.Limiter // refused requests; running out closes with 1008
+	reply    chan error    // shard replies; one request at a time
+
+	// The session's logger, built on first use: most sessions never log, and the reader,
+	// the writer and the watchdog may all log.
+	logOnce sync.Once
+	logger  *slog.Logger
 }
 
 func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string, proto protocol) *session {
@@ -98,10 +102,8 @@ func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string, pro
 }
 
 func (s *session) log() *slog.Logger {
-	if s.logLazily == nil {
-		s.logLazily = s.srv.log.With("conn", s.id, "remote", s.remote)
-	}
-	return s.logLazily
+	s.logOnce.Do(func() { s.logger = s.srv.log.With("conn", s.id, "remote", s.remote) })
+	return s.logger
 }
 
 // Send queues obj in the session's protocol; see shard.Member.
