@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net/url"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
@@ -118,9 +120,14 @@ type RedisBridge struct {
 	probeOK     atomic.Bool
 	unreachable atomic.Bool // the last call failed for want of a connection
 
+	// names serializes, per room and user name, this host's claim of the name with its
+	// release: a reconnect that claims the name while the old connection's release is under
+	// way (or queued for a retry) must not lose it to that release.
+	names [nameStripes]sync.Mutex
+
 	// Guarded by mu.
 	mu      sync.Mutex
-	retries []retry // releases and announcements that failed, tried again on heartbeats
+	retries map[retry]struct{} // releases (and their leaves) that failed, tried again on heartbeats
 	resyncs map[string]struct{}
 
 	closeOnce sync.Once
@@ -135,6 +142,9 @@ type syncRequest struct {
 type retry struct {
 	room, user string
 }
+
+// nameStripes is how many locks names has; names share a lock only by chance, and briefly.
+const nameStripes = 256
 
 // syncWorkers serve the shards' Sync requests; a few, because each waits on Redis.
 const syncWorkers = 4
@@ -167,6 +177,7 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 			ctx:     ctx,
 			cancel:  cancel,
 			resyncs: make(map[string]struct{}),
+			retries: make(map[retry]struct{}),
 		}
 		b.dead.Store(&[]string{})
 		b.live.Store(&[]string{})
@@ -273,6 +284,9 @@ func (b *RedisBridge) noteCall(err error) {
 // Join claims the name in Redis, listens to the room, seats the member in the room's shard
 // and tells every host.
 func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
+	names := b.nameLock(req.Room, req.User)
+	names.Lock()
+	defer names.Unlock()
 	cctx, cancel := b.callCtx(ctx)
 	defer cancel()
 	code, users, err := b.claim(cctx, req.Room, req.User)
@@ -283,9 +297,17 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 	if code == 0 {
 		return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
 	}
-	if err := b.subs.watch(cctx, req.Room, req.Member); err != nil {
+	// A release still queued from an earlier leave would take the name from this join.
+	b.mu.Lock()
+	_, queued := b.retries[retry{room: req.Room, user: req.User}]
+	delete(b.retries, retry{room: req.Room, user: req.User})
+	b.mu.Unlock()
+	// owned: nobody on this host held the name before this call.
+	owned := code == 1 || queued
+	added, err := b.subs.watch(cctx, req.Room, req.Member)
+	if err != nil {
 		b.metrics.errors.WithLabelValues("subscribe").Inc()
-		if code == 1 {
+		if owned {
 			b.release(req.Room, req.User)
 		}
 		return unavailable("cannot join now")
@@ -294,19 +316,49 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 	err = b.local.Shard(req.Room).Join(ctx, req)
 	var werr *wire.Error
 	if errors.As(err, &werr) {
-		b.subs.unwatch(req.Room, req.Member)
-		if code == 1 && werr.Code != wire.CodeNameTaken { // name_taken here: a member of this host holds the name
+		if added {
+			b.subs.unwatch(req.Room, req.Member)
+		}
+		if owned && werr.Code != wire.CodeNameTaken { // name_taken here: a member of this host holds the name
 			b.release(req.Room, req.User)
 		}
 		return err
 	}
 	if err != nil {
-		return err // the session is ending; its leave undoes the rest
+		if added { // a rejoin gave up waiting: the member keeps the seat it had
+			b.undoJoin(req, owned)
+		}
+		return err
 	}
 	if code == 1 {
 		b.announce(req.Room, presencePayload(req.User, true, wire.AppendPresence(nil, req.Room, req.User, wire.PresenceJoin)))
 	}
 	return nil
+}
+
+// undoJoin takes back a join whose caller gave up before the shard answered. The join may
+// or may not have reached the shard; a quiet leave queued behind it settles which.
+func (b *RedisBridge) undoJoin(req shard.Request, owned bool) {
+	ctx, cancel := b.callCtx(context.Background())
+	defer cancel()
+	leave := shard.Request{Member: req.Member, Room: req.Room, User: req.User, Quiet: true, Reply: make(chan error, 1)}
+	err := b.local.Shard(req.Room).Leave(ctx, leave)
+	var werr *wire.Error
+	if err != nil && !errors.As(err, &werr) {
+		// The shard is too busy to say: the session's own leave, when it ends, tries again.
+		b.log.Warn("cannot undo a join cut short", "room", req.Room, "err", err)
+		return
+	}
+	if owned {
+		b.release(req.Room, req.User)
+	}
+	b.subs.unwatch(req.Room, req.Member)
+}
+
+// nameLock returns the lock that serializes the claim and release of user in room here.
+func (b *RedisBridge) nameLock(room, user string) *sync.Mutex {
+	h := xxhash.Sum64String(room) ^ bits.RotateLeft64(xxhash.Sum64String(user), 31)
+	return &b.names[h%nameStripes]
 }
 
 // claim runs claimScript and answers its code and the room's users on live hosts, sorted.
@@ -352,11 +404,16 @@ func (b *RedisBridge) liveUsers(pairs []string) []string {
 // Leave takes the member out of the room's shard, stops listening to the room when it was
 // the last member here, gives the name back and tells every host.
 func (b *RedisBridge) Leave(ctx context.Context, req shard.Request) error {
+	names := b.nameLock(req.Room, req.User)
+	names.Lock()
+	defer names.Unlock()
 	if err := b.local.Shard(req.Room).Leave(ctx, req); err != nil {
 		return err
 	}
-	b.subs.unwatch(req.Room, req.Member)
+	// Released before unwatch drops the room from this host's room set: should the release
+	// fail and this host die, its pruning finds the name through that set.
 	b.release(req.Room, req.User)
+	b.subs.unwatch(req.Room, req.Member)
 	return nil
 }
 
@@ -366,7 +423,7 @@ func (b *RedisBridge) release(room, user string) {
 	if err := b.tryRelease(room, user); err != nil {
 		b.metrics.errors.WithLabelValues("release").Inc()
 		b.mu.Lock()
-		b.retries = append(b.retries, retry{room: room, user: user})
+		b.retries[retry{room: room, user: user}] = struct{}{}
 		b.mu.Unlock()
 	}
 }

@@ -167,3 +167,48 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRedisQueuedReleaseSparesReconnect: a user whose leave could not reach Redis reconnects
+// to the same host; the queued release, tried later, must not take the name from the new
+// connection (else another host could seat a second bob).
+func TestRedisQueuedReleaseSparesReconnect(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	manual := func(c *RedisConfig) {
+		// Retries run only when the test says.
+		c.Heartbeat, c.NodeTTL, c.Timeout = time.Hour, time.Hour, 300*time.Millisecond
+	}
+	a := newRedisHub(t, r.URL(), "t:", "host-a", manual)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", manual)
+	old := &member{}
+	a.mustJoin(t, old, "r", "bob")
+
+	if _, err := r.Command("CLIENT", "PAUSE", "5000", "WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	a.leave(t, old, "r", "bob") // the shard lets go; the release times out and waits for a retry
+	a.bridge.mu.Lock()
+	queued := len(a.bridge.retries)
+	a.bridge.mu.Unlock()
+	if _, err := r.Command("CLIENT", "UNPAUSE"); err != nil {
+		t.Fatal(err)
+	}
+	if queued != 1 {
+		t.Fatalf("%d releases queued during the pause, want 1", queued)
+	}
+
+	fresh := &member{}
+	a.mustJoin(t, fresh, "r", "bob")
+	a.bridge.retryFailed()
+	err := b.join(t, &member{}, "r", "bob", nil)
+	var werr *wire.Error
+	if !errors.As(err, &werr) || werr.Code != wire.CodeNameTaken {
+		t.Fatalf("a second bob on host-b: %v, want name_taken (the reconnect on host-a holds the name)", err)
+	}
+	a.bridge.mu.Lock()
+	left := len(a.bridge.retries)
+	a.bridge.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d releases still queued", left)
+	}
+}

@@ -164,20 +164,37 @@ func (b *RedisBridge) refreshHistoryTTL(ctx context.Context) {
 // could not take.
 func (b *RedisBridge) retryFailed() {
 	b.mu.Lock()
-	retries := b.retries
-	b.retries = nil
+	retries := slices.Collect(maps.Keys(b.retries))
 	resyncs := slices.Collect(maps.Keys(b.resyncs))
 	clear(b.resyncs)
 	b.mu.Unlock()
-	for i, r := range retries {
-		if err := b.tryRelease(r.room, r.user); err != nil {
-			b.mu.Lock()
-			b.retries = append(b.retries, retries[i:]...)
-			b.mu.Unlock()
-			break
+	for _, r := range retries {
+		if !b.retryRelease(r) {
+			break // Redis is still away: the rest wait for the next heartbeat
 		}
 	}
 	for _, room := range resyncs {
 		b.resync(room)
 	}
+}
+
+// retryRelease tries a queued release again, unless a join here has claimed the name since,
+// and reports whether Redis answered.
+func (b *RedisBridge) retryRelease(r retry) bool {
+	names := b.nameLock(r.room, r.user)
+	names.Lock()
+	defer names.Unlock()
+	b.mu.Lock()
+	_, queued := b.retries[r]
+	b.mu.Unlock()
+	if !queued {
+		return true
+	}
+	if err := b.tryRelease(r.room, r.user); err != nil {
+		return false
+	}
+	b.mu.Lock()
+	delete(b.retries, r)
+	b.mu.Unlock()
+	return true
 }

@@ -58,11 +58,11 @@ func newSubscriber(b *RedisBridge) *subscriber {
 }
 
 // watch makes sure this host listens to room on behalf of member, and waits until it does.
-func (s *subscriber) watch(ctx context.Context, room string, member shard.Member) error {
+func (s *subscriber) watch(ctx context.Context, room string, member shard.Member) (added bool, err error) {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		return errors.New("bridge closed")
+		return false, errors.New("bridge closed")
 	}
 	rs := s.subs[room]
 	if rs == nil {
@@ -72,22 +72,27 @@ func (s *subscriber) watch(ctx context.Context, room string, member shard.Member
 		s.b.metrics.subscriptions.Inc()
 		s.wg.Go(func() { s.run(rs) })
 	}
+	_, had := rs.members[member]
 	rs.members[member] = struct{}{}
 	s.mu.Unlock()
 
 	select {
 	case <-rs.ready:
 	case <-ctx.Done():
-		s.unwatch(room, member)
-		return ctx.Err()
+		if !had {
+			s.unwatch(room, member)
+		}
+		return false, ctx.Err()
 	}
 	// Other hosts prune this host's users room by room, from this set.
-	err := s.b.client.Do(ctx, s.b.client.B().Sadd().Key(s.b.keys.nodeRooms(s.b.cfg.Node)).Member(room).Build()).Error()
+	err = s.b.client.Do(ctx, s.b.client.B().Sadd().Key(s.b.keys.nodeRooms(s.b.cfg.Node)).Member(room).Build()).Error()
 	if err != nil {
-		s.unwatch(room, member)
-		return err
+		if !had {
+			s.unwatch(room, member)
+		}
+		return false, err
 	}
-	return nil
+	return !had, nil
 }
 
 // unwatch stops listening to room on behalf of member; the last member's unwatch ends the

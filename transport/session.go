@@ -283,10 +283,15 @@ func (s *session) dispatch(ctx context.Context, req *wire.Request) error {
 	var err error
 	switch req.Type {
 	case wire.TypeLeave:
-		s.roomsMu.Lock()
-		delete(s.rooms, req.Room)
-		s.roomsMu.Unlock()
 		err = hub.Leave(ctx, hubReq)
+		// Forgotten only once the shard has let go: a leave that timed out is retried by
+		// leaveAll when the connection ends, so the member does not linger in the room.
+		var werr *wire.Error
+		if err == nil || (errors.As(err, &werr) && werr.Code == wire.CodeNotJoined) {
+			s.roomsMu.Lock()
+			delete(s.rooms, req.Room)
+			s.roomsMu.Unlock()
+		}
 	case wire.TypeMessage:
 		if !s.messages.Allow() {
 			s.refuse(req.Ref, wire.Errorf(wire.CodeRateLimited, "at most %g messages a second", s.srv.cfg.Rate))
