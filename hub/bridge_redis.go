@@ -125,9 +125,12 @@ type RedisBridge struct {
 	// way (or queued for a retry) must not lose it to that release.
 	names [nameStripes]sync.Mutex
 
+	beat heartbeatState // owned by the heartbeat goroutine
+
 	// Guarded by mu.
 	mu      sync.Mutex
-	retries map[retry]struct{} // releases (and their leaves) that failed, tried again on heartbeats
+	held    map[roomUser]shard.Member // the names this host's members hold, by room
+	retries map[roomUser]struct{}     // releases (and their leaves) that failed, tried again on heartbeats
 	resyncs map[string]struct{}
 
 	closeOnce sync.Once
@@ -138,8 +141,9 @@ type syncRequest struct {
 	after uint64
 }
 
-// retry is a name release, and its presence leave, that could not reach Redis.
-type retry struct {
+// roomUser names a user in a room: a name held here, or one whose release (and presence
+// leave) could not reach Redis.
+type roomUser struct {
 	room, user string
 }
 
@@ -177,7 +181,8 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 			ctx:     ctx,
 			cancel:  cancel,
 			resyncs: make(map[string]struct{}),
-			retries: make(map[retry]struct{}),
+			retries: make(map[roomUser]struct{}),
+			held:    make(map[roomUser]shard.Member),
 		}
 		b.dead.Store(&[]string{})
 		b.live.Store(&[]string{})
@@ -299,8 +304,8 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 	}
 	// A release still queued from an earlier leave would take the name from this join.
 	b.mu.Lock()
-	_, queued := b.retries[retry{room: req.Room, user: req.User}]
-	delete(b.retries, retry{room: req.Room, user: req.User})
+	_, queued := b.retries[roomUser{room: req.Room, user: req.User}]
+	delete(b.retries, roomUser{room: req.Room, user: req.User})
 	b.mu.Unlock()
 	// owned: nobody on this host held the name before this call.
 	owned := code == 1 || queued
@@ -330,6 +335,9 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 		}
 		return err
 	}
+	b.mu.Lock()
+	b.held[roomUser{room: req.Room, user: req.User}] = req.Member
+	b.mu.Unlock()
 	if code == 1 {
 		b.announce(req.Room, presencePayload(req.User, true, wire.AppendPresence(nil, req.Room, req.User, wire.PresenceJoin)))
 	}
@@ -410,6 +418,9 @@ func (b *RedisBridge) Leave(ctx context.Context, req shard.Request) error {
 	if err := b.local.Shard(req.Room).Leave(ctx, req); err != nil {
 		return err
 	}
+	b.mu.Lock()
+	delete(b.held, roomUser{room: req.Room, user: req.User})
+	b.mu.Unlock()
 	// Released before unwatch drops the room from this host's room set: should the release
 	// fail and this host die, its pruning finds the name through that set.
 	b.release(req.Room, req.User)
@@ -423,7 +434,7 @@ func (b *RedisBridge) release(room, user string) {
 	if err := b.tryRelease(room, user); err != nil {
 		b.metrics.errors.WithLabelValues("release").Inc()
 		b.mu.Lock()
-		b.retries[retry{room: room, user: user}] = struct{}{}
+		b.retries[roomUser{room: room, user: user}] = struct{}{}
 		b.mu.Unlock()
 	}
 }
@@ -652,7 +663,9 @@ func (b *RedisBridge) Close() error {
 	b.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*b.cfg.Timeout)
 		defer cancel()
-		b.prune(ctx, b.cfg.Node)
+		if err := b.prune(ctx, b.cfg.Node); err != nil {
+			b.log.Warn("could not take this host's users out of their rooms; other hosts will", "err", err)
+		}
 		_ = b.client.Do(ctx, b.client.B().Zrem().Key(b.keys.nodes()).Member(b.cfg.Node).Build()).Error()
 		b.cancel()
 		b.subs.stop()

@@ -1,8 +1,10 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,7 +140,8 @@ func TestRedisLostProbe(t *testing.T) {
 		if b.Ready() != nil {
 			sawDown.Store(true)
 		}
-		return testutil.ToFloat64(b.bridge.metrics.probeLost) > 0
+		// Both: the counter may move a moment before the bridge reports itself down.
+		return sawDown.Load() && testutil.ToFloat64(b.bridge.metrics.probeLost) > 0
 	})
 	waitUntil(t, "the bridge to be up again", func() bool { return b.Ready() == nil && a.Ready() == nil })
 	time.Sleep(300 * time.Millisecond)
@@ -210,5 +213,82 @@ func TestRedisQueuedReleaseSparesReconnect(t *testing.T) {
 	a.bridge.mu.Unlock()
 	if left != 0 {
 		t.Fatalf("%d releases still queued", left)
+	}
+}
+
+// usersOf joins a fresh member to room on h and answers the users its joined event lists.
+func usersOf(t *testing.T, h *redisHub, room, user string) []string {
+	t.Helper()
+	m := &member{}
+	joined := h.mustJoin(t, m, room, user)
+	h.leave(t, m, room, user)
+	return joined.Users
+}
+
+// TestRedisOutageLongerThanNodeTTL: when Redis is away for longer than a host's time to live,
+// every host's heartbeat runs out at once; the first host back must not retire the others,
+// whose users are all still there.
+func TestRedisOutageLongerThanNodeTTL(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	short := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = time.Second, 100*time.Millisecond }
+	a := newRedisHub(t, r.URL(), "t:", "host-a", short)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", short)
+	a.mustJoin(t, &member{}, "r", "alice")
+	b.mustJoin(t, &member{}, "r", "bob")
+
+	r.Stop()
+	waitUntil(t, "both bridges to notice Redis is gone", func() bool { return a.Ready() != nil && b.Ready() != nil })
+	time.Sleep(1500 * time.Millisecond) // past NodeTTL: every score in Redis is in the past
+	r.Start()
+	waitUntil(t, "the bridges to come back", func() bool { return a.Ready() == nil && b.Ready() == nil })
+	time.Sleep(2 * time.Second) // past the grace: a host that was really gone would be retired by now
+
+	for _, h := range []*redisHub{a, b} {
+		if n := testutil.ToFloat64(h.bridge.metrics.pruned); n != 0 {
+			t.Fatalf("%s pruned %v users of live hosts", h.node, n)
+		}
+	}
+	if got := usersOf(t, a, "r", "carol"); !slices.Equal(got, []string{"alice", "bob", "carol"}) {
+		t.Fatalf("users after the outage = %v, want alice, bob and carol", got)
+	}
+}
+
+// TestRedisRetiredHostReclaims: a host that the others retired while it was cut off from
+// Redis (so its users were taken out of their rooms) claims its users' names back.
+func TestRedisRetiredHostReclaims(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	short := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = time.Second, 100*time.Millisecond }
+	a := newRedisHub(t, r.URL(), "t:", "host-a", short)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", short)
+	alice, bob := &member{}, &member{}
+	a.mustJoin(t, alice, "r", "alice")
+	b.mustJoin(t, bob, "r", "bob")
+
+	// What host-b does to a host it finds dead, done at once, as if host-a were cut off.
+	if _, err := r.Command("ZREM", a.bridge.keys.nodes(), "host-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.bridge.prune(context.Background(), "host-a"); err != nil {
+		t.Fatal(err)
+	}
+	presence := func(event string) func([]wire.Event) bool {
+		return func(evs []wire.Event) bool {
+			return slices.ContainsFunc(evs, func(ev wire.Event) bool {
+				return ev.Type == wire.TypePresence && ev.User == "alice" && ev.Event == event
+			})
+		}
+	}
+	bob.waitFor(t, "alice's leave when her host was retired", presence(wire.PresenceLeave))
+	bob.waitFor(t, "alice's join when her host claimed her name again", presence(wire.PresenceJoin))
+
+	err := b.join(t, &member{}, "r", "alice", nil)
+	var werr *wire.Error
+	if !errors.As(err, &werr) || werr.Code != wire.CodeNameTaken {
+		t.Fatalf("a second alice on host-b: %v, want name_taken", err)
+	}
+	if got := usersOf(t, b, "r", "carol"); !slices.Equal(got, []string{"alice", "bob", "carol"}) {
+		t.Fatalf("users after the reclaim = %v, want alice, bob and carol", got)
 	}
 }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -52,15 +54,19 @@ func (b *RedisBridge) heartbeat(ctx context.Context) error {
 	res, err := heartbeatScript.Exec(ctx, b.client, []string{b.keys.nodes()},
 		[]string{b.cfg.Node, strconv.FormatInt(b.cfg.NodeTTL.Milliseconds(), 10)}).ToArray()
 	b.noteCall(err)
-	if err == nil && len(res) != 2 {
+	if err == nil && len(res) != 3 {
 		err = errBadPayload
 	}
+	var added int64
 	var live, dead []string
 	if err == nil {
-		live, err = res[0].AsStrSlice()
+		added, err = res[0].AsInt64()
 	}
 	if err == nil {
-		dead, err = res[1].AsStrSlice()
+		live, err = res[1].AsStrSlice()
+	}
+	if err == nil {
+		dead, err = res[2].AsStrSlice()
 	}
 	was := b.heartbeatOK.Load()
 	b.heartbeatOK.Store(err == nil)
@@ -72,34 +78,111 @@ func (b *RedisBridge) heartbeat(ctx context.Context) error {
 		}
 		return err
 	}
+	hb := &b.beat
 	if !was {
-		b.log.Info("redis bridge heartbeats again")
+		if !hb.healthySince.IsZero() { // not the first heartbeat
+			b.log.Info("redis bridge heartbeats again")
+		}
+		hb.healthySince = time.Now()
+	}
+	if added == 1 && hb.registered {
+		// Another host retired this one while Redis could not hear it: its users were
+		// taken out of their rooms, though they are still here.
+		b.log.Warn("this host was retired by another while cut off from redis; claiming its users' names again")
+		hb.reclaim = true
+	}
+	hb.registered = true
+	if hb.reclaim {
+		hb.reclaim = !b.reclaim()
 	}
 	b.live.Store(&live)
+	if time.Since(hb.healthySince) < b.cfg.NodeTTL {
+		// Just back from an outage that every host shared: the others' heartbeats may not
+		// have come through yet. Nobody counts as dead until they had the time to.
+		dead = nil
+	}
 	b.dead.Store(&dead)
 	for _, node := range dead {
-		// Every host sees the dead node; the one whose ZREM removes it prunes it.
-		n, err := b.client.Do(ctx, b.client.B().Zrem().Key(b.keys.nodes()).Member(node).Build()).AsInt64()
+		n, err := retireScript.Exec(ctx, b.client, []string{b.keys.nodes()}, []string{node}).AsInt64()
 		if err != nil {
 			b.metrics.errors.WithLabelValues("prune").Inc()
 			continue
 		}
 		if n == 1 {
 			b.log.Info("retiring a dead host", "dead", node)
-			b.prune(ctx, node)
+			if err := b.prune(ctx, node); err != nil {
+				// Put it back as dead, so that a later heartbeat (here or elsewhere) finishes.
+				b.metrics.errors.WithLabelValues("prune").Inc()
+				_ = b.client.Do(ctx, b.client.B().Zadd().Key(b.keys.nodes()).Nx().ScoreMember().ScoreMember(0, node).Build()).Error()
+			}
 		}
 	}
 	return nil
 }
 
+// heartbeatState is what the heartbeat goroutine remembers between heartbeats.
+type heartbeatState struct {
+	registered   bool      // a heartbeat put this host in the live set before
+	healthySince time.Time // start of the current run of good heartbeats
+	reclaim      bool      // this host's names must be claimed again
+}
+
+// reclaim claims again the names of this host's members, announces them, and lists their
+// rooms in this host's room set; it reports whether Redis answered every claim. A name that
+// another host seated meanwhile is not taken back: its member here is closed, to reconnect
+// and be told.
+func (b *RedisBridge) reclaim() bool {
+	b.mu.Lock()
+	held := maps.Clone(b.held)
+	b.mu.Unlock()
+	for k, m := range held {
+		if !b.reclaimOne(k, m) {
+			return false
+		}
+	}
+	ctx, cancel := b.callCtx(b.ctx)
+	defer cancel()
+	b.subs.reregister(ctx)
+	return true
+}
+
+func (b *RedisBridge) reclaimOne(k roomUser, m shard.Member) bool {
+	names := b.nameLock(k.room, k.user)
+	names.Lock()
+	defer names.Unlock()
+	b.mu.Lock()
+	cur, still := b.held[k]
+	b.mu.Unlock()
+	if !still || cur != m {
+		return true // left, or rejoined, meanwhile
+	}
+	ctx, cancel := b.callCtx(b.ctx)
+	defer cancel()
+	code, _, err := b.claim(ctx, k.room, k.user)
+	switch {
+	case err != nil:
+		b.metrics.errors.WithLabelValues("claim").Inc()
+		return false
+	case code == 0:
+		b.metrics.errors.WithLabelValues("reclaim_conflict").Inc()
+		b.log.Warn("a user's name was taken on another host while this host was cut off", "room", k.room, "user", k.user)
+		m.Kick(wire.CloseRestart, "your name was taken while this server was cut off; reconnect")
+	case code == 1:
+		b.announce(k.room, presencePayload(k.user, true, wire.AppendPresence(nil, k.room, k.user, wire.PresenceJoin)))
+	}
+	return true
+}
+
 // prune takes every name node holds out of every room it had members in, and announces each
-// leave. Close prunes this host itself.
-func (b *RedisBridge) prune(ctx context.Context, node string) {
+// leave. Close prunes this host itself. It fails when a room could not be pruned; the
+// node's room set then stays for another try.
+func (b *RedisBridge) prune(ctx context.Context, node string) error {
 	rooms, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.keys.nodeRooms(node)).Build()).AsStrSlice()
 	if err != nil {
 		b.metrics.errors.WithLabelValues("prune").Inc()
-		return
+		return fmt.Errorf("prune %s: list its rooms: %w", node, err)
 	}
+	var failed error
 	if node == b.cfg.Node {
 		rooms = append(rooms, b.subs.rooms()...) // in case a registration failed
 		slices.Sort(rooms)
@@ -109,6 +192,7 @@ func (b *RedisBridge) prune(ctx context.Context, node string) {
 		gone, err := pruneScript.Exec(ctx, b.client, []string{b.keys.users(room)}, []string{node}).AsStrSlice()
 		if err != nil {
 			b.metrics.errors.WithLabelValues("prune").Inc()
+			failed = fmt.Errorf("prune %s from room %s: %w", node, room, err)
 			continue
 		}
 		for _, user := range gone {
@@ -116,7 +200,10 @@ func (b *RedisBridge) prune(ctx context.Context, node string) {
 			b.announce(room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
 		}
 	}
-	_ = b.client.Do(ctx, b.client.B().Del().Key(b.keys.nodeRooms(node), b.keys.nodeCounts(node)).Build()).Error()
+	if failed != nil {
+		return failed
+	}
+	return b.client.Do(ctx, b.client.B().Del().Key(b.keys.nodeRooms(node), b.keys.nodeCounts(node)).Build()).Error()
 }
 
 // publishCounts writes this host's busiest rooms and their member counts, for GET /api/rooms
@@ -180,7 +267,7 @@ func (b *RedisBridge) retryFailed() {
 
 // retryRelease tries a queued release again, unless a join here has claimed the name since,
 // and reports whether Redis answered.
-func (b *RedisBridge) retryRelease(r retry) bool {
+func (b *RedisBridge) retryRelease(r roomUser) bool {
 	names := b.nameLock(r.room, r.user)
 	names.Lock()
 	defer names.Unlock()

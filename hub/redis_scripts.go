@@ -127,12 +127,28 @@ return gone
 `)
 
 // heartbeatScript keeps a node alive until now (Redis' clock) plus ARGV[2] ms, and answers
-// the live nodes and the nodes whose time ran out.
+// whether the node was missing (1: new, or retired by another host), the live nodes and the
+// nodes whose time ran out.
 //
 // KEYS: nodes. ARGV: node, ttl ms.
 var heartbeatScript = rueidis.NewLuaScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return {redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)}
+local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return {added, redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)}
+`)
+
+// retireScript removes a node from the live set if its time has run out, and answers 1 when
+// it did: of the hosts that see a node dead, the one that retires it prunes it. A node that
+// heartbeat since it was seen dead stays.
+//
+// KEYS: nodes. ARGV: node.
+var retireScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) < now then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
 `)
