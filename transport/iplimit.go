@@ -17,8 +17,9 @@ type ipLimits struct {
 	burst    float64
 
 	// Guarded by mu.
-	mu    sync.Mutex
-	addrs map[netip.Addr]*ipState
+	mu        sync.Mutex
+	addrs     map[netip.Addr]*ipState
+	lastSweep time.Time
 }
 
 type ipState struct {
@@ -28,8 +29,13 @@ type ipState struct {
 }
 
 // maxTrackedAddrs bounds the table; past it, addresses with nothing open and a full bucket are
-// forgotten, as they would be refilled anyway.
-const maxTrackedAddrs = 100000
+// forgotten, as they would be refilled anyway. A table still full after that (a flood from
+// that many addresses) refuses new addresses until a later sweep frees room: the sweep costs a
+// pass over the table, so it runs at most once per sweepEvery.
+const (
+	maxTrackedAddrs = 100000
+	sweepEvery      = time.Second
+)
 
 func newIPLimits(maxConns int, rate float64, burst int) *ipLimits {
 	return &ipLimits{maxConns: maxConns, rate: rate, burst: float64(max(burst, 1)), addrs: make(map[netip.Addr]*ipState)}
@@ -53,8 +59,12 @@ func (l *ipLimits) acquire(addr netip.Addr, now time.Time) (ok bool, reason stri
 	defer l.mu.Unlock()
 	st := l.addrs[key]
 	if st == nil {
-		if len(l.addrs) >= maxTrackedAddrs {
+		if len(l.addrs) >= maxTrackedAddrs && now.Sub(l.lastSweep) >= sweepEvery {
+			l.lastSweep = now
 			l.forgetIdleLocked(now)
+		}
+		if len(l.addrs) >= maxTrackedAddrs {
+			return false, refuseIPTable, sweepEvery
 		}
 		st = &ipState{tokens: l.burst, last: now}
 		l.addrs[key] = st

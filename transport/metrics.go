@@ -54,6 +54,7 @@ const (
 	refuseUpgrade  = "bad_upgrade"
 	refuseIPConns  = "ip_conns" // --max-conns-per-ip
 	refuseIPRate   = "ip_rate"  // --connect-rate-per-ip
+	refuseIPTable  = "ip_table" // too many client addresses at once to track
 	// The token refusals are auth.Reason metrics: token_missing, token_expired, ...
 )
 
@@ -123,7 +124,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			closes:           m.closes,
 		}
 	}
-	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade, refuseIPConns, refuseIPRate} {
+	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade, refuseIPConns, refuseIPRate, refuseIPTable} {
 		m.upgradesRefused.WithLabelValues(reason)
 	}
 	for _, reason := range auth.Reasons {

@@ -197,6 +197,20 @@ func TestPerAddressLimits(t *testing.T) {
 			t.Fatalf("Retry-After %q, want 2 (seconds to the next token at 0.5/s)", ra)
 		}
 	})
+	t.Run("bad tokens spend the bucket", func(t *testing.T) {
+		t.Parallel()
+		env := setupTest(t, Config{Auth: verifier(t), MaxConnsPerIP: 1, ConnectRatePerIP: 0.5, ConnectBurstPerIP: 2}, shard.Config{})
+		for i, want := range []int{http.StatusUnauthorized, http.StatusUnauthorized, http.StatusTooManyRequests} {
+			_, resp, err := env.dialWith("?token=not-a-token", nil)
+			if err == nil || resp == nil || resp.StatusCode != want {
+				t.Fatalf("bad token %d: %v %v, want HTTP %d", i, err, resp, want)
+			}
+		}
+		// The refused tokens gave their connection slots back: only the rate refused.
+		if n := testutil.ToFloat64(env.metrics.upgradesRefused.WithLabelValues(refuseIPRate)); n != 1 {
+			t.Fatalf("refused{ip_rate} = %v, want 1", n)
+		}
+	})
 	t.Run("forwarded for", func(t *testing.T) {
 		t.Parallel()
 		for _, tc := range []struct {

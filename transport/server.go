@@ -324,6 +324,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 		s.refuseUpgrade(w, refuseOrigin, http.StatusForbidden, err.Error(), 0)
 		return
 	}
+	// Before the token: a signature check costs more than the bucket, and bad tokens spend
+	// the address's connection budget.
+	if ok, reason, wait := s.ipLimits.acquire(client, time.Now()); !ok {
+		s.refuseUpgrade(w, reason, http.StatusTooManyRequests, "too many connections from your address; try again later", wait)
+		return
+	}
 	var claims *auth.Claims
 	if s.cfg.Auth != nil {
 		var err error
@@ -336,13 +342,10 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 				reason = refusal.Reason
 			}
 			s.log.Debug("token refused", "remote", client, "reason", reason.Metric, "err", err)
+			s.ipLimits.release(client)
 			s.refuseUpgrade(w, reason.Metric, http.StatusUnauthorized, reason.Message, 0)
 			return
 		}
-	}
-	if ok, reason, wait := s.ipLimits.acquire(client, time.Now()); !ok {
-		s.refuseUpgrade(w, reason, http.StatusTooManyRequests, "too many connections from your address; try again later", wait)
-		return
 	}
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
