@@ -160,7 +160,7 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 		cfg := cfg.withDefaults()
 		opt, err := parseRedisURL(cfg.URL)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("redis bridge: %w", err)
 		}
 		opt.DisableCache = true
 		opt.ClientName = "shardchat-" + cfg.Node
@@ -376,20 +376,23 @@ func (b *RedisBridge) claim(ctx context.Context, room, user string) (int64, []st
 	res, err := claimScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.meta(room), b.keys.log(room)}, args).ToArray()
 	b.noteCall(err)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("claim %s in room %s: %w", user, room, err)
 	}
 	if len(res) == 0 {
-		return 0, nil, errors.New("claim: empty answer")
+		return 0, nil, fmt.Errorf("claim %s in room %s: empty answer", user, room)
 	}
 	code, err := res[0].AsInt64()
-	if err != nil || code == 0 {
-		return code, nil, err
+	if err != nil {
+		return 0, nil, fmt.Errorf("claim %s in room %s: code: %w", user, room, err)
+	}
+	if code == 0 {
+		return 0, nil, nil
 	}
 	pairs := make([]string, 0, len(res)-1)
 	for _, m := range res[1:] {
 		s, err := m.ToString()
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, fmt.Errorf("claim %s in room %s: holders: %w", user, room, err)
 		}
 		pairs = append(pairs, s)
 	}
@@ -444,7 +447,7 @@ func (b *RedisBridge) tryRelease(room, user string) error {
 	defer cancel()
 	n, err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room)}, []string{user, b.cfg.Node}).AsInt64()
 	if err != nil {
-		return err
+		return fmt.Errorf("release %s in room %s: %w", user, room, err)
 	}
 	if n == 1 {
 		b.announce(room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
@@ -601,24 +604,24 @@ func (b *RedisBridge) readState(room string, after uint64) shard.RoomState {
 			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
 	b.noteCall(err)
 	if err == nil && len(res) != 3 {
-		err = errors.New("state: want 3 values")
+		err = errors.New("want 3 values")
 	}
 	if err != nil {
 		b.metrics.errors.WithLabelValues("state").Inc()
-		return shard.RoomState{Err: err}
+		return shard.RoomState{Err: fmt.Errorf("read the state of room %s: %w", room, err)}
 	}
 	var st shard.RoomState
 	if st.Epoch, err = res[0].ToString(); err != nil {
-		return shard.RoomState{Err: err}
+		return shard.RoomState{Err: fmt.Errorf("read the state of room %s: %w", room, err)}
 	}
 	seq, err := res[1].AsInt64()
 	if err != nil {
-		return shard.RoomState{Err: err}
+		return shard.RoomState{Err: fmt.Errorf("read the state of room %s: %w", room, err)}
 	}
 	st.Seq = uint64(seq)
 	entries, err := res[2].AsXRange()
 	if err != nil {
-		return shard.RoomState{Err: err}
+		return shard.RoomState{Err: fmt.Errorf("read the state of room %s: %w", room, err)}
 	}
 	for _, e := range entries {
 		idSeq, _, _ := strings.Cut(e.ID, "-")

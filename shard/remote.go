@@ -241,7 +241,7 @@ func (r *room) addPending(ev Event) {
 // longer be continued (the store lost the room, or the messages they missed). They reconnect
 // and join again with since, and learn that recovery was not possible.
 func (s *Shard) reset(r *room, reason string) {
-	s.log.Warn("room state reset; closing its members", "reason", reason, "members", len(r.members))
+	s.log.Warn("room state reset; closing its members", "room", r.name, "reason", reason, "members", len(r.members))
 	for _, seat := range r.members {
 		seat.member.Kick(wire.CloseInternal, reason)
 	}

@@ -109,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	closeCodes := []wire.CloseCode{wire.ClosePolicy, wire.CloseTooBig, wire.CloseInternal, wire.CloseRestart, wire.CloseTokenExpired, wire.CloseSlowConsumer}
 	for _, t := range transports {
-		for _, code := range wire.Codes {
+		for _, code := range wire.Codes() {
 			m.refused.WithLabelValues(string(code), t)
 		}
 		for _, code := range closeCodes {
@@ -127,7 +127,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade, refuseIPConns, refuseIPRate, refuseIPTable} {
 		m.upgradesRefused.WithLabelValues(reason)
 	}
-	for _, reason := range auth.Reasons {
+	for _, reason := range auth.Reasons() {
 		m.upgradesRefused.WithLabelValues(reason.Metric)
 	}
 	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.messages, m.framesWritten,

@@ -167,7 +167,9 @@ var (
 )
 
 // Reasons lists every reason, for pre-creating metric series.
-var Reasons = []Reason{ReasonMissing, ReasonMalformed, ReasonAlgorithm, ReasonSignature, ReasonExpired, ReasonNotYetValid, ReasonNoExpiry, ReasonSubject, ReasonClaims}
+func Reasons() []Reason {
+	return []Reason{ReasonMissing, ReasonMalformed, ReasonAlgorithm, ReasonSignature, ReasonExpired, ReasonNotYetValid, ReasonNoExpiry, ReasonSubject, ReasonClaims}
+}
 
 // Verify checks a token and returns its claims, with Subject normalized as a user name, or a
 // *Refusal saying why not.

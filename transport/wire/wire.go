@@ -57,9 +57,11 @@ const (
 )
 
 // Codes lists every error code, for tests and for pre-creating metric series.
-var Codes = []Code{
-	CodeBadRequest, CodeUnknownType, CodeInvalidRoom, CodeInvalidUser, CodeInvalidText,
-	CodeNameTaken, CodeNotJoined, CodeRoomLimit, CodeRateLimited, CodeUnavailable, CodeUnauthorized,
+func Codes() []Code {
+	return []Code{
+		CodeBadRequest, CodeUnknownType, CodeInvalidRoom, CodeInvalidUser, CodeInvalidText,
+		CodeNameTaken, CodeNotJoined, CodeRoomLimit, CodeRateLimited, CodeUnavailable, CodeUnauthorized,
+	}
 }
 
 // Error is a refused request: a wire code and a human-readable message.
