@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,6 +47,39 @@ func TestTokenCommand(t *testing.T) {
 	c.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "general", Ref: "g"})
 	if e := c.nextOf(wire.TypeError); e.Code != wire.CodeUnauthorized {
 		t.Fatalf("join outside the token's rooms: %+v", e)
+	}
+	_ = c.conn.Close(websocket.StatusNormalClosure, "")
+}
+
+// TestTokenAudienceAndIssuer: a server run with --auth-audience and --auth-issuer takes the
+// tokens `shardchat token --aud --iss` makes for it, and refuses one minted for another service.
+func TestTokenAudienceAndIssuer(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("a secret of at least thirty-two bytes, for the test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mint := func(aud string) string {
+		t.Helper()
+		out, err := exec.Command(binary(t), "token", "--secret-file", secretFile, "--sub", "alice", "--aud", aud, "--iss", "login").Output()
+		if err != nil {
+			t.Fatalf("shardchat token --aud %s: %v", aud, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	host := startServe(t, "--auth-hmac-secret-file", secretFile, "--auth-audience", "chat", "--auth-issuer", "login")
+	resp, err := http.Get("http://" + host.addr + "/ws?token=" + mint("billing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "aud") {
+		t.Fatalf("a token for another service: %d %q, want 401 naming aud", resp.StatusCode, body)
+	}
+	c := dialWS(t, "ws://"+host.addr+"/ws?token="+mint("chat"))
+	c.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "r"})
+	if j := c.nextOf(wire.TypeJoined); j.User != "alice" {
+		t.Fatalf("joined as %q", j.User)
 	}
 	_ = c.conn.Close(websocket.StatusNormalClosure, "")
 }

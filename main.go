@@ -74,6 +74,8 @@ type serveCmd struct {
 	AuthHMACSecretFile string        `name:"auth-hmac-secret-file" env:"SHARDCHAT_AUTH_HMAC_SECRET_FILE" type:"existingfile" help:"Require tokens signed with the HS256 secret in this file."`
 	AuthPublicKey      string        `name:"auth-public-key" env:"SHARDCHAT_AUTH_PUBLIC_KEY" type:"existingfile" help:"Require tokens signed with the private half of this PEM public key: RSA (RS256) or ECDSA P-256 (ES256)."`
 	AuthLeeway         time.Duration `name:"auth-leeway" default:"30s" env:"SHARDCHAT_AUTH_LEEWAY" help:"Clock skew allowed on a token's exp and nbf."`
+	AuthAudience       string        `name:"auth-audience" env:"SHARDCHAT_AUTH_AUDIENCE" help:"Require this name among a token's aud (for a signing key shared with other services)."`
+	AuthIssuer         string        `name:"auth-issuer" env:"SHARDCHAT_AUTH_ISSUER" help:"Require this token iss."`
 	MaxConnsPerIP      int           `name:"max-conns-per-ip" default:"500" env:"SHARDCHAT_MAX_CONNS_PER_IP" help:"Open connections one client address (an IPv6 /64) may hold; past it upgrades get HTTP 429. 0: no cap (for a bench from one address)."`
 	ConnectRatePerIP   float64       `name:"connect-rate-per-ip" default:"20" env:"SHARDCHAT_CONNECT_RATE_PER_IP" help:"New connections a second one client address may open, after a burst of --connect-burst-per-ip; past it upgrades get HTTP 429. 0: no bound."`
 	ConnectBurstPerIP  int           `name:"connect-burst-per-ip" default:"40" env:"SHARDCHAT_CONNECT_BURST_PER_IP" help:"New connections one client address may open at once."`
@@ -242,7 +244,7 @@ func (c *serveCmd) Run() error {
 
 // verifier builds the token verifier of the --auth flags, or nil when authentication is off.
 func (c *serveCmd) verifier() (*auth.Verifier, error) {
-	cfg := auth.Config{Leeway: c.AuthLeeway}
+	cfg := auth.Config{Leeway: c.AuthLeeway, Audience: c.AuthAudience, Issuer: c.AuthIssuer}
 	switch {
 	case c.AuthHMACSecret != "":
 		cfg.HMACSecret = []byte(c.AuthHMACSecret)
@@ -284,6 +286,8 @@ type tokenCmd struct {
 	Sub        string        `required:"" help:"The user name the token is for."`
 	Rooms      []string      `help:"Rooms the user may join: names or patterns with *, comma-separated (default: any room)."`
 	TTL        time.Duration `name:"ttl" default:"1h" help:"How long the token is valid."`
+	Audience   string        `name:"aud" help:"The token's aud, for servers run with --auth-audience."`
+	Issuer     string        `name:"iss" help:"The token's iss, for servers run with --auth-issuer."`
 }
 
 func (c *tokenCmd) Run() error {
@@ -297,7 +301,7 @@ func (c *tokenCmd) Run() error {
 	if len(secret) == 0 {
 		return errors.New("no secret: give --secret-file or set SHARDCHAT_AUTH_HMAC_SECRET")
 	}
-	tok, err := auth.SignHS256(secret, c.Sub, c.Rooms, c.TTL, time.Now())
+	tok, err := auth.SignHS256Token(secret, auth.Token{Sub: c.Sub, Rooms: c.Rooms, TTL: c.TTL, Audience: c.Audience, Issuer: c.Issuer}, time.Now())
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,11 @@ type Config struct {
 	PublicKeyPEM []byte
 	// Leeway is the clock skew allowed on exp and nbf. Default 30s.
 	Leeway time.Duration
+	// Audience, when set, must be among the token's aud: a key shared by several services
+	// then cannot open this one with tokens minted for another.
+	Audience string
+	// Issuer, when set, must be the token's iss.
+	Issuer string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -91,12 +96,19 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	default:
 		return nil, errors.New("no key: give an HMAC secret or a public key")
 	}
-	v.parser = jwt.NewParser(
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{v.alg}),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithTimeFunc(cfg.Now),
-	)
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	v.parser = jwt.NewParser(opts...)
 	return v, nil
 }
 
@@ -163,12 +175,14 @@ var (
 	ReasonNotYetValid = Reason{"token_not_yet_valid", "the token is not valid yet"}
 	ReasonNoExpiry    = Reason{"token_no_exp", "the token has no exp claim; tokens must expire"}
 	ReasonSubject     = Reason{"token_subject", "the token's sub is not a valid user name"}
+	ReasonAudience    = Reason{"token_audience", "the token is not for this server: its aud does not name it"}
+	ReasonIssuer      = Reason{"token_issuer", "the token's iss is not the issuer this server trusts"}
 	ReasonClaims      = Reason{"token_claims", "the token's claims are not valid"}
 )
 
 // Reasons lists every reason, for pre-creating metric series.
 func Reasons() []Reason {
-	return []Reason{ReasonMissing, ReasonMalformed, ReasonAlgorithm, ReasonSignature, ReasonExpired, ReasonNotYetValid, ReasonNoExpiry, ReasonSubject, ReasonClaims}
+	return []Reason{ReasonMissing, ReasonMalformed, ReasonAlgorithm, ReasonSignature, ReasonExpired, ReasonNotYetValid, ReasonNoExpiry, ReasonSubject, ReasonAudience, ReasonIssuer, ReasonClaims}
 }
 
 // Verify checks a token and returns its claims, with Subject normalized as a user name, or a
@@ -205,7 +219,18 @@ func reasonOf(err error) Reason {
 		return ReasonExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return ReasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return ReasonAudience
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ReasonIssuer
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		// The library names the claim only in the message.
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "aud claim"):
+			return ReasonAudience
+		case strings.Contains(msg, "iss claim"):
+			return ReasonIssuer
+		}
 		return ReasonNoExpiry
 	}
 	return ReasonClaims
@@ -213,6 +238,21 @@ func reasonOf(err error) Reason {
 
 // SignHS256 makes an HS256 token for sub, allowed into rooms (nil: any), valid for ttl from now.
 func SignHS256(secret []byte, sub string, rooms []string, ttl time.Duration, now time.Time) (string, error) {
+	return SignHS256Token(secret, Token{Sub: sub, Rooms: rooms, TTL: ttl}, now)
+}
+
+// Token is what SignHS256Token puts in a token.
+type Token struct {
+	Sub      string        // the user name
+	Rooms    []string      // the rooms the user may join, names or patterns; nil: any
+	TTL      time.Duration // how long the token is valid
+	Audience string        // aud, when the servers check it
+	Issuer   string        // iss, when the servers check it
+}
+
+// SignHS256Token makes an HS256 token of tok, valid from now.
+func SignHS256Token(secret []byte, tok Token, now time.Time) (string, error) {
+	sub, rooms, ttl := tok.Sub, tok.Rooms, tok.TTL
 	if _, ok := wire.NormalizeUser(sub); !ok {
 		return "", fmt.Errorf("sub %q is not a valid user name (1 to %d characters, no control characters)", sub, wire.MaxUser)
 	}
@@ -228,11 +268,15 @@ func SignHS256(secret []byte, sub string, rooms []string, ttl time.Duration, now
 		}
 	}
 	claims := Claims{Rooms: rooms, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer:    tok.Issuer,
 		Subject:   sub,
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}}
+	if tok.Audience != "" {
+		claims.Audience = jwt.ClaimStrings{tok.Audience}
+	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 }
 

@@ -97,6 +97,30 @@ func TestVerify(t *testing.T) {
 		{"sub not a user name", hs, sign(t, jwt.SigningMethodHS256, secret, claimsFor("a\u0007b", later)), ReasonSubject},
 		{"no sub", hs, sign(t, jwt.SigningMethodHS256, secret, claimsFor("", later)), ReasonSubject},
 	}
+	scoped, err := NewVerifier(Config{HMACSecret: secret, Now: clock, Audience: "chat", Issuer: "https://login.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scopedToken := func(aud, iss string) string {
+		tok, err := SignHS256Token(secret, Token{Sub: "alice", TTL: time.Hour, Audience: aud, Issuer: iss}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cases = append(cases, []struct {
+		name  string
+		v     *Verifier
+		token string
+		want  Reason
+	}{
+		{"aud and iss as configured", scoped, scopedToken("chat", "https://login.example"), Reason{}},
+		{"aud of another service", scoped, scopedToken("billing", "https://login.example"), ReasonAudience},
+		{"no aud", scoped, scopedToken("", "https://login.example"), ReasonAudience},
+		{"another issuer", scoped, scopedToken("chat", "https://evil.example"), ReasonIssuer},
+		{"no iss", scoped, scopedToken("chat", ""), ReasonIssuer},
+		{"aud and iss ignored when not configured", hs, scopedToken("billing", "https://evil.example"), Reason{}},
+	}...)
 	for _, tc := range cases {
 		claims, err := tc.v.Verify(tc.token)
 		if tc.want == (Reason{}) {
