@@ -132,11 +132,7 @@ func (s *Shard) retrySyncs(now time.Time) {
 	for _, r := range s.rooms {
 		if !r.syncing.IsZero() && now.Sub(r.syncing) >= syncRetry {
 			r.syncing = time.Time{}
-			after := uint64(0)
-			if r.synced {
-				after = r.seq
-			}
-			s.requestSync(r, after)
+			s.resync(r)
 		}
 	}
 }
