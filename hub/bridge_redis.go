@@ -116,6 +116,7 @@ type RedisBridge struct {
 
 	dead        atomic.Pointer[[]string] // nodes whose heartbeat ran out, from the last heartbeat
 	live        atomic.Pointer[[]string] // nodes alive at the last heartbeat
+	clockOffset atomic.Int64             // Redis' clock minus this host's, in ms, from the last heartbeat
 	heartbeatOK atomic.Bool
 	probeOK     atomic.Bool
 	unreachable atomic.Bool // the last call failed for want of a connection
@@ -480,12 +481,21 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 	cctx, cancel := b.callCtx(ctx)
 	defer cancel()
 	start := time.Now()
-	err := publishScript.Exec(cctx, b.client,
+	// The script must not run once this call has given up; the margin covers the reply's
+	// way back and the error of the clock offset.
+	deadline, _ := cctx.Deadline()
+	deadline = deadline.Add(-b.cfg.Timeout / 4)
+	seq, err := publishScript.Exec(cctx, b.client,
 		[]string{b.keys.meta(req.Room), b.keys.log(req.Room), b.keys.channel(req.Room)},
 		[]string{newEpoch(), string(head), string(tail), req.User, strconv.Itoa(b.cfg.History),
-			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), flag(b.sharded)},
-	).Error()
+			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), flag(b.sharded),
+			strconv.FormatInt(deadline.UnixMilli()+b.clockOffset.Load(), 10)},
+	).AsInt64()
 	b.noteCall(err)
+	if err == nil && seq < 0 {
+		b.metrics.errors.WithLabelValues("publish_late").Inc()
+		return unavailable("the message was not sent: redis is too slow")
+	}
 	if err != nil {
 		b.metrics.errors.WithLabelValues("publish").Inc()
 		if ctx.Err() != nil {

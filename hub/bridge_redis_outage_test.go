@@ -292,3 +292,59 @@ func TestRedisRetiredHostReclaims(t *testing.T) {
 		t.Fatalf("users after the reclaim = %v, want alice, bob and carol", got)
 	}
 }
+
+// TestRedisRefusedMessageIsNotSent: a message refused as unavailable because Redis answered
+// too late must not go out when Redis gets round to it (the client was told it was not sent,
+// and may send it again).
+func TestRedisRefusedMessageIsNotSent(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", func(c *RedisConfig) { c.Timeout = 300 * time.Millisecond })
+	sender, reader := &member{}, &member{}
+	a.mustJoin(t, sender, "r", "sender")
+	a.mustJoin(t, reader, "r", "reader")
+	// Redis knows the script from then on: a late EVALSHA runs, rather than failing as unknown.
+	if err := a.say(t, sender, "r", "sender", "warm"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A script that keeps Redis busy for a second or two: what comes meanwhile waits, then runs.
+	busy := make(chan error, 1)
+	go func() {
+		_, err := r.Command("EVAL", `local stop = tonumber(redis.call('TIME')[1]) + 1
+while tonumber(redis.call('TIME')[1]) <= stop do end
+return 1`, "0")
+		busy <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	var refused []string
+	last := ""
+	for n := 0; ; n++ {
+		text := fmt.Sprintf("m%d", n)
+		err := a.say(t, sender, "r", "sender", text)
+		if err == nil {
+			last = text
+			break
+		}
+		var werr *wire.Error
+		if !errors.As(err, &werr) || werr.Code != wire.CodeUnavailable {
+			t.Fatalf("a message while Redis is busy: %v, want unavailable", err)
+		}
+		refused = append(refused, text)
+	}
+	if err := <-busy; err != nil {
+		t.Fatalf("the busy script: %v", err)
+	}
+	if len(refused) == 0 {
+		t.Fatal("no message was refused: Redis was never too slow")
+	}
+	reader.waitFor(t, "the message sent after the wait", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Text == last })
+	})
+	time.Sleep(200 * time.Millisecond) // a late script would have run by now
+	for _, ev := range reader.of(wire.TypeMessage) {
+		if slices.Contains(refused, ev.Text) {
+			t.Fatalf("the refused message %q went out", ev.Text)
+		}
+	}
+}

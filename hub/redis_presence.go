@@ -51,10 +51,12 @@ func (b *RedisBridge) heartbeatLoop() {
 // heartbeat runs heartbeatScript, records which hosts are alive and dead, and prunes the dead
 // ones that this host wins the right to prune.
 func (b *RedisBridge) heartbeat(ctx context.Context) error {
+	sent := time.Now()
 	res, err := heartbeatScript.Exec(ctx, b.client, []string{b.keys.nodes()},
 		[]string{b.cfg.Node, strconv.FormatInt(b.cfg.NodeTTL.Milliseconds(), 10)}).ToArray()
+	answered := time.Now()
 	b.noteCall(err)
-	if err == nil && len(res) != 3 {
+	if err == nil && len(res) != 4 {
 		err = errBadPayload
 	}
 	var added int64
@@ -67,6 +69,14 @@ func (b *RedisBridge) heartbeat(ctx context.Context) error {
 	}
 	if err == nil {
 		dead, err = res[2].AsStrSlice()
+	}
+	if err == nil {
+		var redisNow int64
+		if redisNow, err = res[3].AsInt64(); err == nil {
+			// Redis read its clock about halfway through the round trip.
+			mid := sent.Add(answered.Sub(sent) / 2)
+			b.clockOffset.Store(redisNow - mid.UnixMilli())
+		}
 	}
 	was := b.heartbeatOK.Load()
 	b.heartbeatOK.Store(err == nil)

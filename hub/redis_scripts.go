@@ -10,9 +10,17 @@ import "github.com/redis/rueidis"
 // the one Redis call a message costs, so it does as little as it can. The
 // message object is built around the seq from the head and tail that the sender encoded.
 //
+// A script that runs after ARGV[8] (Redis' clock, ms) does nothing and answers -1: the
+// sender has stopped waiting by then and told its client that the message was not sent, which
+// must stay true.
+//
 // KEYS: meta, log, channel. ARGV: epoch if the room has none, head, tail, user, history,
-// ttl ms, "1" for sharded pub/sub.
+// ttl ms, "1" for sharded pub/sub, deadline ms.
 var publishScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[8]) then
+  return -1
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -127,15 +135,15 @@ return gone
 `)
 
 // heartbeatScript keeps a node alive until now (Redis' clock) plus ARGV[2] ms, and answers
-// whether the node was missing (1: new, or retired by another host), the live nodes and the
-// nodes whose time ran out.
+// whether the node was missing (1: new, or retired by another host), the live nodes, the
+// nodes whose time ran out, and Redis' clock (ms).
 //
 // KEYS: nodes. ARGV: node, ttl ms.
 var heartbeatScript = rueidis.NewLuaScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return {added, redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)}
+return {added, redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now), now}
 `)
 
 // retireScript removes a node from the live set if its time has run out, and answers 1 when
