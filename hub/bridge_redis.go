@@ -370,9 +370,21 @@ func (b *RedisBridge) nameLock(room, user string) *sync.Mutex {
 	return &b.names[h%nameStripes]
 }
 
+// redisDeadline is the time, on Redis' clock in ms, after which a script called with ctx
+// must do nothing: the caller has given up by then and told its client so. The margin covers
+// the reply's way back and the error of the clock offset.
+func (b *RedisBridge) redisDeadline(ctx context.Context) string {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(b.cfg.Timeout)
+	}
+	deadline = deadline.Add(-b.cfg.Timeout / 4)
+	return strconv.FormatInt(deadline.UnixMilli()+b.clockOffset.Load(), 10)
+}
+
 // claim runs claimScript and answers its code and the room's users on live hosts, sorted.
 func (b *RedisBridge) claim(ctx context.Context, room, user string) (int64, []string, error) {
-	args := []string{user, b.cfg.Node, newEpoch(), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}
+	args := []string{user, b.cfg.Node, newEpoch(), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), b.redisDeadline(ctx)}
 	args = append(args, *b.dead.Load()...)
 	res, err := claimScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.meta(room), b.keys.log(room)}, args).ToArray()
 	b.noteCall(err)
@@ -385,6 +397,10 @@ func (b *RedisBridge) claim(ctx context.Context, room, user string) (int64, []st
 	code, err := res[0].AsInt64()
 	if err != nil {
 		return 0, nil, fmt.Errorf("claim %s in room %s: code: %w", user, room, err)
+	}
+	if code < 0 {
+		b.metrics.errors.WithLabelValues("claim_late").Inc()
+		return 0, nil, fmt.Errorf("claim %s in room %s: redis ran the claim after its deadline", user, room)
 	}
 	if code == 0 {
 		return 0, nil, nil
@@ -481,15 +497,11 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 	cctx, cancel := b.callCtx(ctx)
 	defer cancel()
 	start := time.Now()
-	// The script must not run once this call has given up; the margin covers the reply's
-	// way back and the error of the clock offset.
-	deadline, _ := cctx.Deadline()
-	deadline = deadline.Add(-b.cfg.Timeout / 4)
 	seq, err := publishScript.Exec(cctx, b.client,
 		[]string{b.keys.meta(req.Room), b.keys.log(req.Room), b.keys.channel(req.Room)},
 		[]string{newEpoch(), string(head), string(tail), req.User, strconv.Itoa(b.cfg.History),
 			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), flag(b.sharded),
-			strconv.FormatInt(deadline.UnixMilli()+b.clockOffset.Load(), 10)},
+			b.redisDeadline(cctx)},
 	).AsInt64()
 	b.noteCall(err)
 	if err == nil && seq < 0 {

@@ -308,15 +308,7 @@ func TestRedisRefusedMessageIsNotSent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A script that keeps Redis busy for a second or two: what comes meanwhile waits, then runs.
-	busy := make(chan error, 1)
-	go func() {
-		_, err := r.Command("EVAL", `local stop = tonumber(redis.call('TIME')[1]) + 1
-while tonumber(redis.call('TIME')[1]) <= stop do end
-return 1`, "0")
-		busy <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
+	busy := keepBusy(r)
 	var refused []string
 	last := ""
 	for n := 0; ; n++ {
@@ -346,5 +338,43 @@ return 1`, "0")
 		if slices.Contains(refused, ev.Text) {
 			t.Fatalf("the refused message %q went out", ev.Text)
 		}
+	}
+}
+
+// keepBusy runs a script that keeps Redis busy for a second or two: what comes meanwhile
+// waits, then runs. The script's error comes on the channel when it ends.
+func keepBusy(r *testprog.RedisServer) <-chan error {
+	busy := make(chan error, 1)
+	go func() {
+		_, err := r.Command("EVAL", `local stop = tonumber(redis.call('TIME')[1]) + 1
+while tonumber(redis.call('TIME')[1]) <= stop do end
+return 1`, "0")
+		busy <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	return busy
+}
+
+// TestRedisRefusedJoinClaimsNothing: a join refused as unavailable because Redis answered too
+// late must not hold the name when Redis gets round to the claim.
+func TestRedisRefusedJoinClaimsNothing(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	quick := func(c *RedisConfig) { c.Timeout = 300 * time.Millisecond }
+	a := newRedisHub(t, r.URL(), "t:", "host-a", quick)
+	b := newRedisHub(t, r.URL(), "t:", "host-b", quick)
+	a.mustJoin(t, &member{}, "r", "warm") // Redis knows the claim script from then on
+
+	busy := keepBusy(r)
+	err := a.join(t, &member{}, "r", "bob", nil)
+	var werr *wire.Error
+	if !errors.As(err, &werr) || werr.Code != wire.CodeUnavailable {
+		t.Fatalf("a join while Redis is busy: %v, want unavailable", err)
+	}
+	if err := <-busy; err != nil {
+		t.Fatalf("the busy script: %v", err)
+	}
+	if err := b.join(t, &member{}, "r", "bob", nil); err != nil {
+		t.Fatalf("bob on host-b after host-a's join of bob was refused: %v", err)
 	}
 }

@@ -75,10 +75,16 @@ return {epoch, seq, entries}
 // has none. A name held by a node in the dead list is free: its host died. (A node missing
 // from both lists is alive: it may have started after this host's last heartbeat.) It answers
 // {code, name, node, name, node, ...} with every holder of a name in the room; code is 0 when
-// the name is taken, 1 when it was claimed now, 2 when the node held it already.
+// the name is taken, 1 when it was claimed now, 2 when the node held it already. Past the
+// deadline (Redis' clock, ms) it does nothing and answers {-1}, as publishScript does.
 //
-// KEYS: users, meta, log. ARGV: user, node, epoch if the room has none, ttl ms, dead nodes...
+// KEYS: users, meta, log. ARGV: user, node, epoch if the room has none, ttl ms, deadline ms,
+// dead nodes...
 var claimScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then
+  return {-1}
+end
 if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[3]) == 1 then
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[2], 'seq', 0)
@@ -90,7 +96,7 @@ if cur == ARGV[2] then
   code = 2
 elseif cur then
   local dead = false
-  for i = 5, #ARGV do
+  for i = 6, #ARGV do
     if ARGV[i] == cur then
       dead = true
     end
