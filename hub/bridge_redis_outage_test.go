@@ -225,15 +225,19 @@ func usersOf(t *testing.T, h *redisHub, room, user string) []string {
 	return joined.Users
 }
 
+// shortLivedHosts starts a Redis and two hubs on it that count a host dead after a second.
+func shortLivedHosts(t *testing.T) (*testprog.RedisServer, *redisHub, *redisHub) {
+	r := testprog.Redis(t)
+	short := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = time.Second, 100*time.Millisecond }
+	return r, newRedisHub(t, r.URL(), "t:", "host-a", short), newRedisHub(t, r.URL(), "t:", "host-b", short)
+}
+
 // TestRedisOutageLongerThanNodeTTL: when Redis is away for longer than a host's time to live,
 // every host's heartbeat runs out at once; the first host back must not retire the others,
 // whose users are all still there.
 func TestRedisOutageLongerThanNodeTTL(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
-	short := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = time.Second, 100*time.Millisecond }
-	a := newRedisHub(t, r.URL(), "t:", "host-a", short)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", short)
+	r, a, b := shortLivedHosts(t)
 	a.mustJoin(t, &member{}, "r", "alice")
 	b.mustJoin(t, &member{}, "r", "bob")
 
@@ -258,10 +262,7 @@ func TestRedisOutageLongerThanNodeTTL(t *testing.T) {
 // Redis (so its users were taken out of their rooms) claims its users' names back.
 func TestRedisRetiredHostReclaims(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
-	short := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = time.Second, 100*time.Millisecond }
-	a := newRedisHub(t, r.URL(), "t:", "host-a", short)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", short)
+	r, a, b := shortLivedHosts(t)
 	alice, bob := &member{}, &member{}
 	a.mustJoin(t, alice, "r", "alice")
 	b.mustJoin(t, bob, "r", "bob")
