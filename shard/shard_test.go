@@ -404,7 +404,15 @@ func TestBurstFlushesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.events(t)
+	// The shard flushes after it answers the join: wait for that flush to count it.
+	waitFor(t, func() bool {
+		other.mu.Lock()
+		defer other.mu.Unlock()
+		return other.flushes > 0
+	})
+	other.mu.Lock()
 	flushesBefore := other.flushes
+	other.mu.Unlock()
 	go func() { _ = s.Join(context.Background(), Request{Member: g, Room: "r", User: "g"}) }()
 	<-g.entered // the shard is now inside the join's fan-out
 	for i := range 10 {
