@@ -452,7 +452,7 @@ func TestSlowConsumer(t *testing.T) {
 	sender, fast := env.dial(), env.dial()
 	sender.join("r", "sender")
 	fast.join("r", "fast")
-	slow := env.dialSilent()
+	slow := env.dialSilentSmall()
 	slow.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "r", User: "slow"})
 	neighbour := env.dial() // in another room: the shards must go on serving it
 	neighbour.join("calm", "n")

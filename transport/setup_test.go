@@ -3,10 +3,14 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -230,11 +234,26 @@ func on(b bool) *bool { return &b }
 
 // dialSilent connects without reading: the server's writes pile up in the socket buffers
 // until startReading is called.
-func (e *testEnv) dialSilent() *client {
+func (e *testEnv) dialSilent() *client { return e.dialSilentWith(nil) }
+
+// dialSilentSmall dials with a 4 KiB receive buffer, so that a client that does not read
+// backs the server up after a few frames rather than megabytes of them.
+func (e *testEnv) dialSilentSmall() *client {
+	dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	return e.dialSilentWith(&websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}})
+}
+
+func (e *testEnv) dialSilentWith(opts *websocket.DialOptions) *client {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, e.url, nil)
+	conn, _, err := websocket.Dial(ctx, e.url, opts)
 	if err != nil {
 		e.t.Fatalf("dial: %v", err)
 	}
