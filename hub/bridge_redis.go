@@ -632,7 +632,7 @@ func (b *RedisBridge) readState(room string, after uint64) shard.RoomState {
 		b.metrics.errors.WithLabelValues("state").Inc()
 		return shard.RoomState{Err: fmt.Errorf("read the state of room %s: %w", room, err)}
 	}
-	var st shard.RoomState
+	st := shard.RoomState{After: after}
 	if st.Epoch, err = res[0].ToString(); err != nil {
 		return shard.RoomState{Err: fmt.Errorf("read the state of room %s: %w", room, err)}
 	}

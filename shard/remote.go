@@ -41,6 +41,7 @@ type Event struct {
 type RoomState struct {
 	Epoch    string
 	Seq      uint64  // the newest seq in the store
+	After    uint64  // the after of the Sync this answers
 	Messages []Event // the messages asked for, oldest first
 	// Err says the store could not be read; joins waiting for the room are refused with
 	// unavailable, and the shard asks again later.
@@ -91,6 +92,18 @@ func (s *Shard) Synced(ctx context.Context, room string, st RoomState) error {
 	case <-s.done:
 		return ErrStopped
 	}
+}
+
+// unpark takes member's parked join out of r, answering it not_joined, and reports whether
+// there was one: a leave (the session ended while its join waited) cancels the join.
+func (s *Shard) unpark(r *room, member Member) bool {
+	i := slices.IndexFunc(r.parked, func(p Request) bool { return p.Member == member })
+	if i < 0 {
+		return false
+	}
+	reply(r.parked[i].Reply, notJoined(r.name))
+	r.parked = slices.Delete(r.parked, i, i+1)
+	return true
 }
 
 // park holds a join until the room's state has arrived from the store.
@@ -277,9 +290,10 @@ func (s *Shard) synced(name string, st *RoomState) {
 	case st.Epoch != r.epoch:
 		s.reset(r, "the room's history was reset")
 		return // the reset asked for a fresh state
-	case st.Seq < r.seq:
+	case st.Seq < st.After:
 		// The store went back in time (restored from an older copy): the seqs to come
-		// would look like ones already delivered and vanish.
+		// would look like ones already delivered and vanish. (Compared with what the room
+		// had when it asked: messages delivered since make any answer look old.)
 		s.reset(r, "the cluster store lost the room's newest messages")
 		return
 	default:

@@ -141,6 +141,13 @@ func TestRemoteResets(t *testing.T) {
 		{"the room has a new epoch", func(t *testing.T, s *Shard, r *fakeRemote) {
 			deliver(t, s, msg("e2", 1))
 		}},
+		{"the store went back in time", func(t *testing.T, s *Shard, r *fakeRemote) {
+			if !s.TryResync("r") {
+				t.Fatal("inbox full")
+			}
+			waitFor(t, func() bool { return len(r.syncs()) == 2 })
+			_ = s.Synced(context.Background(), "r", RoomState{Epoch: "e1", Seq: 3, After: 5})
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,6 +162,62 @@ func TestRemoteResets(t *testing.T) {
 			// The room asks for a fresh state, and a newcomer joins from it.
 			waitFor(t, func() bool { r := remote.syncs(); return r[len(r)-1] == 0 })
 		})
+	}
+}
+
+// TestRemoteStaleSyncAnswer: a resync answered with a state read just before a live message
+// arrived is behind the room, not a store that went back in time.
+func TestRemoteStaleSyncAnswer(t *testing.T) {
+	t.Parallel()
+	s, remote, m := remoteShard(t, 5)
+	if !s.TryResync("r") { // a subscription came back
+		t.Fatal("inbox full")
+	}
+	waitFor(t, func() bool { return len(remote.syncs()) == 2 })
+	deliver(t, s, msg("e1", 6)) // published after the store was read, delivered first
+	if err := s.Synced(context.Background(), "r", RoomState{Epoch: "e1", Seq: 5, After: 5}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, msg("e1", 7))
+	if got := seqs(t, m, 2); got[0] != 6 || got[1] != 7 {
+		t.Fatalf("seqs %v, want 6 7", got)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.kicked != 0 {
+		t.Fatalf("member closed with %d by a stale sync answer", m.kicked)
+	}
+}
+
+// TestRemoteLeaveCancelsParkedJoin: a session that ends while its join waits for the room's
+// state leaves; the join must not be seated when the state comes.
+func TestRemoteLeaveCancelsParkedJoin(t *testing.T) {
+	t.Parallel()
+	remote := &fakeRemote{}
+	s := start(t, Config{Remote: remote, History: 10})
+	m := &sink{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Join(ctx, Request{Member: m, Room: "r", User: "u", Reply: make(chan error, 1)}) }()
+	waitFor(t, func() bool { return len(remote.syncs()) == 1 })
+	cancel() // the session gave up waiting
+	<-done
+	if err := s.Leave(context.Background(), Request{Member: m, Room: "r", User: "u", Quiet: true, Reply: make(chan error, 1)}); err != nil {
+		t.Fatalf("leave of a parked join: %v, want nil (the join was cancelled)", err)
+	}
+	_ = s.Synced(context.Background(), "r", RoomState{Epoch: "e1"})
+	// A second join of the same name from another member is seated: nobody holds it.
+	other := &sink{}
+	errs := make(chan error, 1)
+	go func() { errs <- s.Join(context.Background(), Request{Member: other, Room: "r", User: "u", Reply: make(chan error, 1)}) }()
+	waitFor(t, func() bool { return len(remote.syncs()) >= 2 })
+	_ = s.Synced(context.Background(), "r", RoomState{Epoch: "e1"})
+	if err := <-errs; err != nil {
+		t.Fatalf("a new join of the name after the cancelled one: %v", err)
+	}
+	rooms, err := s.Rooms(context.Background(), 10)
+	if err != nil || len(rooms) != 1 || rooms[0].Members != 1 {
+		t.Fatalf("rooms %+v %v, want r with one member", rooms, err)
 	}
 }
 

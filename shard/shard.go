@@ -446,7 +446,17 @@ func (s *Shard) leave(req *Request) *wire.Error {
 	}
 	user, ok := r.remove(req.Member, time.Now())
 	if !ok {
-		return notJoined(req.Room)
+		if !s.unpark(r, req.Member) {
+			return notJoined(req.Room)
+		}
+		if !req.Quiet {
+			s.send(req.Member, wire.AppendLeft(nil, req.Ref, r.name))
+		}
+		if len(r.members) == 0 && len(r.parked) == 0 {
+			delete(s.rooms, r.name) // only a remote room parks joins
+			s.metrics.idleRooms.Dec()
+		}
+		return nil
 	}
 	if s.cfg.Remote == nil { // with a bridge, presence comes back through it
 		s.stopTyping(r, user)
