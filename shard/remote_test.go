@@ -209,7 +209,9 @@ func TestRemoteLeaveCancelsParkedJoin(t *testing.T) {
 	// A second join of the same name from another member is seated: nobody holds it.
 	other := &sink{}
 	errs := make(chan error, 1)
-	go func() { errs <- s.Join(context.Background(), Request{Member: other, Room: "r", User: "u", Reply: make(chan error, 1)}) }()
+	go func() {
+		errs <- s.Join(context.Background(), Request{Member: other, Room: "r", User: "u", Reply: make(chan error, 1)})
+	}()
 	waitFor(t, func() bool { return len(remote.syncs()) >= 2 })
 	_ = s.Synced(context.Background(), "r", RoomState{Epoch: "e1"})
 	if err := <-errs; err != nil {
