@@ -126,7 +126,9 @@ type RedisBridge struct {
 	// way (or queued for a retry) must not lose it to that release.
 	names [nameStripes]sync.Mutex
 
-	beat heartbeatState // owned by the heartbeat goroutine
+	beat          heartbeatState // owned by the heartbeat goroutine
+	reclaimWanted atomic.Bool    // this host's time in Redis ran out: claim its names again
+	choresDue     chan struct{}  // the heartbeat wakes choresLoop
 
 	// Guarded by mu.
 	mu      sync.Mutex
@@ -171,19 +173,20 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		b := &RedisBridge{
-			cfg:     cfg,
-			client:  client,
-			sharded: client.Mode() == rueidis.ClientModeCluster,
-			keys:    keys{prefix: cfg.KeyPrefix},
-			local:   local,
-			log:     cfg.Logger.With("node", cfg.Node),
-			metrics: newRedisMetrics(cfg.Registerer),
-			syncs:   make(chan syncRequest, 4096),
-			ctx:     ctx,
-			cancel:  cancel,
-			resyncs: make(map[string]struct{}),
-			retries: make(map[roomUser]struct{}),
-			held:    make(map[roomUser]shard.Member),
+			cfg:       cfg,
+			client:    client,
+			sharded:   client.Mode() == rueidis.ClientModeCluster,
+			keys:      keys{prefix: cfg.KeyPrefix},
+			local:     local,
+			log:       cfg.Logger.With("node", cfg.Node),
+			metrics:   newRedisMetrics(cfg.Registerer),
+			syncs:     make(chan syncRequest, 4096),
+			ctx:       ctx,
+			cancel:    cancel,
+			resyncs:   make(map[string]struct{}),
+			retries:   make(map[roomUser]struct{}),
+			held:      make(map[roomUser]shard.Member),
+			choresDue: make(chan struct{}, 1),
 		}
 		b.dead.Store(&[]string{})
 		b.live.Store(&[]string{})
@@ -196,6 +199,7 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 		b.probeOK.Store(true)
 		b.setUp()
 		b.wg.Go(b.heartbeatLoop)
+		b.wg.Go(b.choresLoop)
 		b.wg.Go(b.subs.runProbe)
 		for range syncWorkers {
 			b.wg.Go(b.syncWorker)

@@ -258,39 +258,78 @@ func TestRedisOutageLongerThanNodeTTL(t *testing.T) {
 	}
 }
 
-// TestRedisRetiredHostReclaims: a host that the others retired while it was cut off from
-// Redis (so its users were taken out of their rooms) claims its users' names back.
+// TestRedisRetiredHostReclaims: a host whose users were taken out of their rooms while it was
+// cut off from Redis claims their names back, once its pruner is done; also when the pruning
+// failed halfway and left it marked dead.
 func TestRedisRetiredHostReclaims(t *testing.T) {
 	t.Parallel()
-	r, a, b := shortLivedHosts(t)
-	alice, bob := &member{}, &member{}
-	a.mustJoin(t, alice, "r", "alice")
-	b.mustJoin(t, bob, "r", "bob")
-
-	// What host-b does to a host it finds dead, done at once, as if host-a were cut off.
-	if _, err := r.Command("ZREM", a.bridge.keys.nodes(), "host-a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.bridge.prune(context.Background(), "host-a"); err != nil {
-		t.Fatal(err)
-	}
-	presence := func(event string) func([]wire.Event) bool {
+	presence := func(event string, n int) func([]wire.Event) bool {
 		return func(evs []wire.Event) bool {
-			return slices.ContainsFunc(evs, func(ev wire.Event) bool {
-				return ev.Type == wire.TypePresence && ev.User == "alice" && ev.Event == event
-			})
+			seen := 0
+			for _, ev := range evs {
+				if ev.Type == wire.TypePresence && ev.User == "alice" && ev.Event == event {
+					seen++
+				}
+			}
+			return seen >= n
 		}
 	}
-	bob.waitFor(t, "alice's leave when her host was retired", presence(wire.PresenceLeave))
-	bob.waitFor(t, "alice's join when her host claimed her name again", presence(wire.PresenceJoin))
-
-	err := b.join(t, &member{}, "r", "alice", nil)
-	var werr *wire.Error
-	if !errors.As(err, &werr) || werr.Code != wire.CodeNameTaken {
-		t.Fatalf("a second alice on host-b: %v, want name_taken", err)
+	cases := []struct {
+		name string
+		// retire does to host-a what host-b's pruning does, as if host-a were cut off.
+		retire func(t *testing.T, r *testprog.RedisServer, a, b *redisHub)
+	}{
+		{"pruned", func(t *testing.T, r *testprog.RedisServer, a, b *redisHub) {
+			marker := b.bridge.keys.pruning("host-a")
+			if _, err := r.Command("SET", marker, "host-b"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Command("ZREM", a.bridge.keys.nodes(), "host-a"); err != nil {
+				t.Fatal(err)
+			}
+			// host-a heartbeats meanwhile and finds itself gone; it must wait for the
+			// pruning to end, or the pruning would take back what it claims.
+			time.Sleep(500 * time.Millisecond)
+			if err := b.bridge.prune(context.Background(), "host-a"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Command("DEL", marker); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"pruning failed halfway", func(t *testing.T, r *testprog.RedisServer, a, b *redisHub) {
+			// The name is gone, and host-a is marked dead for a later round to finish.
+			if _, err := r.Command("HDEL", a.bridge.keys.users("r"), "alice"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Command("PUBLISH", a.bridge.keys.channel("r"), presencePayload("alice", false, wire.AppendPresence(nil, "r", "alice", wire.PresenceLeave))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Command("ZADD", a.bridge.keys.nodes(), "XX", "0", "host-a"); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
-	if got := usersOf(t, b, "r", "carol"); !slices.Equal(got, []string{"alice", "bob", "carol"}) {
-		t.Fatalf("users after the reclaim = %v, want alice, bob and carol", got)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, a, b := shortLivedHosts(t)
+			alice, bob := &member{}, &member{}
+			a.mustJoin(t, alice, "r", "alice")
+			b.mustJoin(t, bob, "r", "bob")
+			tc.retire(t, r, a, b)
+			bob.waitFor(t, "alice's leave when her host was retired", presence(wire.PresenceLeave, 1))
+			bob.waitFor(t, "alice's join when her host claimed her name again", presence(wire.PresenceJoin, 1))
+			time.Sleep(300 * time.Millisecond) // nothing takes it back
+			err := b.join(t, &member{}, "r", "alice", nil)
+			var werr *wire.Error
+			if !errors.As(err, &werr) || werr.Code != wire.CodeNameTaken {
+				t.Fatalf("a second alice on host-b: %v, want name_taken", err)
+			}
+			if got := usersOf(t, b, "r", "carol"); !slices.Equal(got, []string{"alice", "bob", "carol"}) {
+				t.Fatalf("users after the reclaim = %v, want alice, bob and carol", got)
+			}
+		})
 	}
 }
 

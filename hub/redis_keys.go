@@ -28,6 +28,10 @@ func (k keys) nodeCounts(node string) string {
 }
 func (k keys) probe(node string) string { return k.prefix + "probe:{" + node + "}" }
 
+// pruning marks a node that a host is pruning: the node, should it come back meanwhile,
+// claims its users' names again only once the marker is gone.
+func (k keys) pruning(node string) string { return k.prefix + "node:{" + node + "}:pruning" }
+
 // A channel carries one event per payload: a header line, then the encoded object that every
 // host hands its members as it is, so an object is encoded once in the whole cluster.
 //

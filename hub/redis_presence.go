@@ -17,9 +17,9 @@ import (
 // maxCountedRooms is how many of its busiest rooms a host publishes for GET /api/rooms.
 const maxCountedRooms = 1000
 
-// heartbeatLoop keeps this host alive in Redis, retires dead hosts, publishes this host's room
-// counts, keeps the history of rooms with members here from expiring, and retries what
-// failed.
+// heartbeatLoop keeps this host alive in Redis, publishes this host's room counts, keeps the
+// history of rooms with members here from expiring, and wakes the chores. It makes a few
+// bounded calls a beat and waits on nothing else: a late heartbeat gets this host retired.
 func (b *RedisBridge) heartbeatLoop() {
 	ticker := time.NewTicker(b.cfg.Heartbeat)
 	defer ticker.Stop()
@@ -36,33 +36,104 @@ func (b *RedisBridge) heartbeatLoop() {
 		err := b.heartbeat(ctx)
 		if err == nil {
 			b.publishCounts(ctx)
-			b.retryFailed()
 			if beats%10 == 0 {
 				b.subs.reregister(ctx)
 			}
 			if beats%refreshEvery == 0 {
 				b.refreshHistoryTTL(ctx)
 			}
+			select {
+			case b.choresDue <- struct{}{}:
+			default: // the chores are still busy with the last round
+			}
 		}
 		cancel()
 	}
 }
 
-// heartbeat runs heartbeatScript, records which hosts are alive and dead, and prunes the dead
-// ones that this host wins the right to prune.
+// choresLoop does, after heartbeats, the work that may take long: retiring and pruning dead
+// hosts, claiming this host's names again after its time ran out, and retrying failed
+// releases.
+func (b *RedisBridge) choresLoop() {
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.choresDue:
+		}
+		for _, node := range *b.dead.Load() {
+			b.retire(node)
+		}
+		if b.reclaimWanted.Load() && !b.beingPruned() && b.reclaim() {
+			b.reclaimWanted.Store(false)
+		}
+		b.retryFailed()
+	}
+}
+
+// pruneTimeout bounds the pruning of one dead host; its marker outlives it a little.
+const pruneTimeout = 30 * time.Second
+
+// retire retires and prunes node, a host whose time ran out, unless another host is at it.
+func (b *RedisBridge) retire(node string) {
+	ctx, cancel := context.WithTimeout(b.ctx, pruneTimeout)
+	defer cancel()
+	marker := b.keys.pruning(node)
+	err := b.client.Do(ctx, b.client.B().Set().Key(marker).Value(b.cfg.Node).Nx().Px(pruneTimeout+5*time.Second).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return // another host prunes it
+	}
+	if err != nil {
+		b.metrics.errors.WithLabelValues("prune").Inc()
+		return
+	}
+	defer func() {
+		dctx, dcancel := b.callCtx(b.ctx)
+		defer dcancel()
+		_ = b.client.Do(dctx, b.client.B().Del().Key(marker).Build()).Error()
+	}()
+	n, err := retireScript.Exec(ctx, b.client, []string{b.keys.nodes()}, []string{node}).AsInt64()
+	if err != nil {
+		b.metrics.errors.WithLabelValues("prune").Inc()
+		return
+	}
+	if n != 1 {
+		return // it heartbeat again meanwhile
+	}
+	b.log.Info("retiring a dead host", "dead", node)
+	if err := b.prune(ctx, node); err != nil {
+		// Put it back as dead (unless it came back), so that a later round finishes.
+		b.metrics.errors.WithLabelValues("prune").Inc()
+		b.log.Warn("pruning a dead host failed; it will be tried again", "dead", node, "err", err)
+		actx, acancel := b.callCtx(b.ctx)
+		defer acancel()
+		_ = b.client.Do(actx, b.client.B().Zadd().Key(b.keys.nodes()).Nx().ScoreMember().ScoreMember(0, node).Build()).Error()
+	}
+}
+
+// beingPruned reports whether a host is pruning this one now (or Redis cannot say).
+func (b *RedisBridge) beingPruned() bool {
+	ctx, cancel := b.callCtx(b.ctx)
+	defer cancel()
+	n, err := b.client.Do(ctx, b.client.B().Exists().Key(b.keys.pruning(b.cfg.Node)).Build()).AsInt64()
+	return err != nil || n > 0
+}
+
+// heartbeat runs heartbeatScript and records which hosts are alive and dead, whether this
+// one must claim its names again, and the offset of Redis' clock.
 func (b *RedisBridge) heartbeat(ctx context.Context) error {
 	sent := time.Now()
 	res, err := heartbeatScript.Exec(ctx, b.client, []string{b.keys.nodes()},
 		[]string{b.cfg.Node, strconv.FormatInt(b.cfg.NodeTTL.Milliseconds(), 10)}).ToArray()
-	answered := time.Now()
+	rtt := time.Since(sent)
 	b.noteCall(err)
 	if err == nil && len(res) != 4 {
 		err = errBadPayload
 	}
-	var added int64
+	var expired, redisNow int64
 	var live, dead []string
 	if err == nil {
-		added, err = res[0].AsInt64()
+		expired, err = res[0].AsInt64()
 	}
 	if err == nil {
 		live, err = res[1].AsStrSlice()
@@ -71,12 +142,7 @@ func (b *RedisBridge) heartbeat(ctx context.Context) error {
 		dead, err = res[2].AsStrSlice()
 	}
 	if err == nil {
-		var redisNow int64
-		if redisNow, err = res[3].AsInt64(); err == nil {
-			// Redis read its clock about halfway through the round trip.
-			mid := sent.Add(answered.Sub(sent) / 2)
-			b.clockOffset.Store(redisNow - mid.UnixMilli())
-		}
+		redisNow, err = res[3].AsInt64()
 	}
 	was := b.heartbeatOK.Load()
 	b.heartbeatOK.Store(err == nil)
@@ -89,22 +155,24 @@ func (b *RedisBridge) heartbeat(ctx context.Context) error {
 		return err
 	}
 	hb := &b.beat
+	// Redis read its clock about halfway through the round trip. A slow round trip says
+	// little about where: only quick ones count (the scripts' deadlines allow Timeout/4).
+	if !hb.registered || rtt <= b.cfg.Timeout/8 {
+		b.clockOffset.Store(redisNow - sent.Add(rtt/2).UnixMilli())
+	}
 	if !was {
 		if !hb.healthySince.IsZero() { // not the first heartbeat
 			b.log.Info("redis bridge heartbeats again")
 		}
 		hb.healthySince = time.Now()
 	}
-	if added == 1 && hb.registered {
-		// Another host retired this one while Redis could not hear it: its users were
-		// taken out of their rooms, though they are still here.
-		b.log.Warn("this host was retired by another while cut off from redis; claiming its users' names again")
-		hb.reclaim = true
+	if expired == 1 && hb.registered {
+		// Other hosts may have retired this one while Redis could not hear it: its users
+		// were then taken out of their rooms, though they are still here.
+		b.log.Warn("this host's time in redis ran out; claiming its users' names again")
+		b.reclaimWanted.Store(true)
 	}
 	hb.registered = true
-	if hb.reclaim {
-		hb.reclaim = !b.reclaim()
-	}
 	b.live.Store(&live)
 	if time.Since(hb.healthySince) < b.cfg.NodeTTL {
 		// Just back from an outage that every host shared: the others' heartbeats may not
@@ -112,21 +180,6 @@ func (b *RedisBridge) heartbeat(ctx context.Context) error {
 		dead = nil
 	}
 	b.dead.Store(&dead)
-	for _, node := range dead {
-		n, err := retireScript.Exec(ctx, b.client, []string{b.keys.nodes()}, []string{node}).AsInt64()
-		if err != nil {
-			b.metrics.errors.WithLabelValues("prune").Inc()
-			continue
-		}
-		if n == 1 {
-			b.log.Info("retiring a dead host", "dead", node)
-			if err := b.prune(ctx, node); err != nil {
-				// Put it back as dead, so that a later heartbeat (here or elsewhere) finishes.
-				b.metrics.errors.WithLabelValues("prune").Inc()
-				_ = b.client.Do(ctx, b.client.B().Zadd().Key(b.keys.nodes()).Nx().ScoreMember().ScoreMember(0, node).Build()).Error()
-			}
-		}
-	}
 	return nil
 }
 
@@ -134,7 +187,6 @@ func (b *RedisBridge) heartbeat(ctx context.Context) error {
 type heartbeatState struct {
 	registered   bool      // a heartbeat put this host in the live set before
 	healthySince time.Time // start of the current run of good heartbeats
-	reclaim      bool      // this host's names must be claimed again
 }
 
 // reclaim claims again the names of this host's members, announces them, and lists their
@@ -142,6 +194,10 @@ type heartbeatState struct {
 // another host seated meanwhile is not taken back: its member here is closed, to reconnect
 // and be told.
 func (b *RedisBridge) reclaim() bool {
+	// The rooms first: should this host die halfway, its pruner finds every name.
+	ctx, cancel := b.callCtx(b.ctx)
+	b.subs.reregister(ctx)
+	cancel()
 	b.mu.Lock()
 	held := maps.Clone(b.held)
 	b.mu.Unlock()
@@ -150,9 +206,6 @@ func (b *RedisBridge) reclaim() bool {
 			return false
 		}
 	}
-	ctx, cancel := b.callCtx(b.ctx)
-	defer cancel()
-	b.subs.reregister(ctx)
 	return true
 }
 

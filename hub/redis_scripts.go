@@ -141,20 +141,26 @@ return gone
 `)
 
 // heartbeatScript keeps a node alive until now (Redis' clock) plus ARGV[2] ms, and answers
-// whether the node was missing (1: new, or retired by another host), the live nodes, the
-// nodes whose time ran out, and Redis' clock (ms).
+// whether the node's time had run out before (1: missing, retired by another host, or marked
+// dead after a failed prune; a new node too), the live nodes, the nodes whose time ran out,
+// and Redis' clock (ms).
 //
 // KEYS: nodes. ARGV: node, ttl ms.
 var heartbeatScript = rueidis.NewLuaScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return {added, redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now), now}
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local expired = 0
+if not old or tonumber(old) < now then
+  expired = 1
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return {expired, redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now), now}
 `)
 
 // retireScript removes a node from the live set if its time has run out, and answers 1 when
-// it did: of the hosts that see a node dead, the one that retires it prunes it. A node that
-// heartbeat since it was seen dead stays.
+// it did. A node that heartbeat since it was seen dead stays. The caller holds the node's
+// pruning marker: of the hosts that see a node dead, the one that set it retires and prunes.
 //
 // KEYS: nodes. ARGV: node.
 var retireScript = rueidis.NewLuaScript(`
