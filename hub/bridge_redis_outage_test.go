@@ -237,16 +237,19 @@ func shortLivedHosts(t *testing.T) (*testprog.RedisServer, *redisHub, *redisHub)
 // whose users are all still there.
 func TestRedisOutageLongerThanNodeTTL(t *testing.T) {
 	t.Parallel()
-	r, a, b := shortLivedHosts(t)
+	// A TTL of 3s: the hosts need not reconnect within a second of each other, on a busy machine.
+	r := testprog.Redis(t)
+	ttl := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = 3*time.Second, 100*time.Millisecond }
+	a, b := newRedisHub(t, r.URL(), "t:", "host-a", ttl), newRedisHub(t, r.URL(), "t:", "host-b", ttl)
 	a.mustJoin(t, &member{}, "r", "alice")
 	b.mustJoin(t, &member{}, "r", "bob")
 
 	r.Stop()
 	waitUntil(t, "both bridges to notice Redis is gone", func() bool { return a.Ready() != nil && b.Ready() != nil })
-	time.Sleep(1500 * time.Millisecond) // past NodeTTL: every score in Redis is in the past
+	time.Sleep(3500 * time.Millisecond) // past NodeTTL: every score in Redis is in the past
 	r.Start()
 	waitUntil(t, "the bridges to come back", func() bool { return a.Ready() == nil && b.Ready() == nil })
-	time.Sleep(2 * time.Second) // past the grace: a host that was really gone would be retired by now
+	time.Sleep(3500 * time.Millisecond) // past the grace: a host that was really gone would be retired by now
 
 	for _, h := range []*redisHub{a, b} {
 		if n := testutil.ToFloat64(h.bridge.metrics.pruned); n != 0 {

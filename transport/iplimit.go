@@ -29,9 +29,11 @@ type ipState struct {
 }
 
 // maxTrackedAddrs bounds the table; past it, addresses with nothing open and a full bucket are
-// forgotten, as they would be refilled anyway. A table still full after that (a flood from
-// that many addresses) refuses new addresses until a later sweep frees room: the sweep costs a
-// pass over the table, so it runs at most once per sweepEvery.
+// forgotten, as they would be refilled anyway. When a flood from that many addresses keeps
+// their buckets from refilling, the addresses with nothing open are forgotten too (they get a
+// fresh burst: the rate bound weakens for a while rather than locking newcomers out). Only a
+// table full of open connections refuses new addresses. A sweep costs a pass over the table,
+// so it runs at most once per sweepEvery.
 const (
 	maxTrackedAddrs = 100000
 	sweepEvery      = time.Second
@@ -102,6 +104,13 @@ func (l *ipLimits) forgetIdleLocked(now time.Time) {
 	for key, st := range l.addrs {
 		if st.conns == 0 && (l.rate <= 0 || st.tokens+now.Sub(st.last).Seconds()*l.rate >= l.burst) {
 			delete(l.addrs, key)
+		}
+	}
+	if len(l.addrs) >= maxTrackedAddrs*9/10 {
+		for key, st := range l.addrs {
+			if st.conns == 0 {
+				delete(l.addrs, key)
+			}
 		}
 	}
 }

@@ -65,11 +65,12 @@ func TestIPLimits(t *testing.T) {
 }
 
 // TestIPLimitsTableIsBounded: a flood from more addresses than the table holds neither grows
-// it past its bound nor sweeps it on every new address; it refuses the newcomers until the
-// busy ones go quiet.
+// it past its bound nor sweeps it on every new address. A table full of open connections
+// refuses newcomers; one full of closed connections with drained buckets forgets them rather
+// than lock newcomers out.
 func TestIPLimitsTableIsBounded(t *testing.T) {
 	t.Parallel()
-	l := newIPLimits(10, 1, 1)
+	l := newIPLimits(10, 0.1, 1) // a bucket takes 10 s to refill
 	now := time.Unix(1_700_000_000, 0)
 	addr := func(i int) netip.Addr {
 		return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
@@ -86,13 +87,16 @@ func TestIPLimitsTableIsBounded(t *testing.T) {
 	if n := len(l.addrs); n != maxTrackedAddrs {
 		t.Fatalf("the table holds %d addresses, want %d", n, maxTrackedAddrs)
 	}
-	// Every connection closes and the buckets refill: the next sweep frees the table.
+	// Every connection closes, the buckets still empty (each address spent its one token).
 	for i := range maxTrackedAddrs {
 		l.release(addr(i))
 	}
-	later := now.Add(2 * time.Second)
+	if ok, _, _ := l.acquire(addr(maxTrackedAddrs), now.Add(100*time.Millisecond)); ok {
+		t.Fatal("a sweep ran again within a second of the last")
+	}
+	later := now.Add(time.Second + 100*time.Millisecond) // the next sweep; no bucket has refilled
 	if ok, _, _ := l.acquire(addr(maxTrackedAddrs), later); !ok {
-		t.Fatal("a new address refused after the others went quiet")
+		t.Fatal("a new address refused though every tracked address had closed its connections")
 	}
 	if n := len(l.addrs); n != 1 {
 		t.Fatalf("the table holds %d addresses after the sweep, want 1", n)

@@ -467,12 +467,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stop() // cancels every session's context
 	// A writer blocked in a close handshake or a raw write does not watch the context:
-	// closing the connections themselves is what frees it.
+	// closing the connections themselves is what frees it. The sockets, not the library's
+	// CloseNow, which waits for a close handshake under way; and not under s.mu, which the
+	// ending sessions take to leave.
 	s.mu.Lock()
+	conns := make([]net.Conn, 0, len(s.sessions))
 	for sess := range s.sessions {
-		_ = sess.conn.CloseNow()
+		if sess.raw != nil {
+			conns = append(conns, sess.raw)
+		}
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 	<-s.idle
 	<-s.watchdogDone
 	return fmt.Errorf("shutdown: sessions cut after the drain timeout: %w", ctx.Err())
