@@ -223,7 +223,7 @@ func (c *client) readLoop() {
 			return
 		}
 		bufp := c.w.frameBufs.Get().(*[]byte)
-		frame, err := readAll(r, (*bufp)[:0])
+		frame, err := wire.AppendRead((*bufp)[:0], r) // the read limit bounds it
 		if err == nil {
 			st.now = time.Now().UnixNano()
 			if typ == websocket.MessageText {
@@ -247,33 +247,10 @@ func (c *client) readLoop() {
 	}
 }
 
-// readAll reads r to its end into buf.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
 // handleFrame accounts for every object of one frame.
 func (c *client) handleFrame(st *frameState, frame []byte) {
 	before := c.track.delivered
-	for len(frame) > 0 {
-		line := frame
-		if i := bytes.IndexByte(frame, '\n'); i >= 0 {
-			line, frame = frame[:i], frame[i+1:]
-		} else {
-			frame = nil
-		}
+	for line := range bytes.SplitSeq(frame, []byte("\n")) {
 		if len(line) > 0 {
 			c.handleLine(st, line)
 		}

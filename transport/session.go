@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -221,7 +220,7 @@ func (s *session) readLoop(ctx context.Context) error {
 		s.lastRead.Store(time.Now().UnixNano())
 		s.metrics.received.Inc()
 		bufp := s.srv.readBufs.Get().(*[]byte)
-		frame, err := readAll(r, (*bufp)[:0])
+		frame, err := wire.AppendRead((*bufp)[:0], r) // the read limit bounds it
 		if err != nil {
 			return err
 		}
@@ -230,23 +229,6 @@ func (s *session) readLoop(ctx context.Context) error {
 		s.srv.readBufs.Put(bufp)
 		if err != nil {
 			return err
-		}
-	}
-}
-
-// readAll reads r to its end into buf. The connection's read limit bounds it.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
 		}
 	}
 }

@@ -43,13 +43,7 @@ type Event struct {
 
 // DecodeFrame splits a server frame on '\n' and decodes each object, appending to dst.
 func DecodeFrame(dst []Event, frame []byte) ([]Event, error) {
-	for len(frame) > 0 {
-		line := frame
-		if i := bytes.IndexByte(frame, '\n'); i >= 0 {
-			line, frame = frame[:i], frame[i+1:]
-		} else {
-			frame = nil
-		}
+	for line := range bytes.SplitSeq(frame, []byte("\n")) {
 		if len(line) == 0 {
 			continue
 		}
