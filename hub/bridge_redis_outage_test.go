@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +21,22 @@ import (
 type steadySender struct {
 	acked, refused []string
 	other          error
+}
+
+// sendSteadily runs a steadySender on a goroutine; the function it returns stops it and
+// answers what it recorded.
+func sendSteadily(t *testing.T, h *redisHub, m *member, room, user string) (stop func() *steadySender) {
+	var s steadySender
+	stopping, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		s.run(t, h, m, room, user, stopping)
+	}()
+	return func() *steadySender {
+		close(stopping)
+		<-done
+		return &s
+	}
 }
 
 func (s *steadySender) run(t *testing.T, h *redisHub, m *member, room, user string, stop <-chan struct{}) {
@@ -80,18 +95,13 @@ func checkDelivered(t *testing.T, name string, m *member, s *steadySender) {
 
 func TestRedisRestart(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
-	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", nil)
+	r, a, b := twoHosts(t, nil)
 	sender, onA, onB := &member{}, &member{}, &member{}
 	a.mustJoin(t, sender, "r", "sender")
 	a.mustJoin(t, onA, "r", "on-a")
 	b.mustJoin(t, onB, "r", "on-b")
 
-	var s steadySender
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { s.run(t, a, sender, "r", "sender", stop) })
+	stopSending := sendSteadily(t, a, sender, "r", "sender")
 
 	time.Sleep(500 * time.Millisecond)
 	r.Stop()
@@ -100,8 +110,7 @@ func TestRedisRestart(t *testing.T) {
 	r.Start()
 	waitUntil(t, "the bridges to come back", func() bool { return a.Ready() == nil && b.Ready() == nil })
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	s := stopSending()
 
 	if s.other != nil {
 		t.Fatalf("a sender got an error other than unavailable: %v", s.other)
@@ -111,24 +120,19 @@ func TestRedisRestart(t *testing.T) {
 	}
 	t.Logf("%d messages acknowledged, %d refused while Redis was down", len(s.acked), len(s.refused))
 	for name, m := range map[string]*member{"sender": sender, "on-a": onA, "on-b": onB} {
-		checkDelivered(t, name, m, &s)
+		checkDelivered(t, name, m, s)
 	}
 }
 
 func TestRedisLostProbe(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
 	fast := func(c *RedisConfig) { c.ProbeInterval, c.ProbeTimeout = 100*time.Millisecond, 600*time.Millisecond }
-	a := newRedisHub(t, r.URL(), "t:", "host-a", fast)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", fast)
+	r, a, b := twoHosts(t, fast)
 	sender, onB := &member{}, &member{}
 	a.mustJoin(t, sender, "r", "sender")
 	b.mustJoin(t, onB, "r", "on-b")
 
-	var s steadySender
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { s.run(t, a, sender, "r", "sender", stop) })
+	stopSending := sendSteadily(t, a, sender, "r", "sender")
 	time.Sleep(200 * time.Millisecond)
 
 	// Pause every client: no probe comes back, whatever the connections say.
@@ -145,8 +149,7 @@ func TestRedisLostProbe(t *testing.T) {
 	})
 	waitUntil(t, "the bridge to be up again", func() bool { return b.Ready() == nil && a.Ready() == nil })
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	s := stopSending()
 	if s.other != nil {
 		t.Fatalf("a sender got an error other than unavailable: %v", s.other)
 	}
@@ -156,8 +159,8 @@ func TestRedisLostProbe(t *testing.T) {
 	if testutil.ToFloat64(b.bridge.metrics.resubscribes) == 0 {
 		t.Fatal("no subscription was made again")
 	}
-	checkDelivered(t, "on-b", onB, &s)
-	checkDelivered(t, "sender", sender, &s)
+	checkDelivered(t, "on-b", onB, s)
+	checkDelivered(t, "sender", sender, s)
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -176,13 +179,10 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // connection (else another host could seat a second bob).
 func TestRedisQueuedReleaseSparesReconnect(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
-	manual := func(c *RedisConfig) {
+	r, a, b := twoHosts(t, func(c *RedisConfig) {
 		// Retries run only when the test says.
 		c.Heartbeat, c.NodeTTL, c.Timeout = time.Hour, time.Hour, 300*time.Millisecond
-	}
-	a := newRedisHub(t, r.URL(), "t:", "host-a", manual)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", manual)
+	})
 	old := &member{}
 	a.mustJoin(t, old, "r", "bob")
 
@@ -225,12 +225,8 @@ func usersOf(t *testing.T, h *redisHub, room, user string) []string {
 	return joined.Users
 }
 
-// shortLivedHosts starts a Redis and two hubs on it that count a host dead after a second.
-func shortLivedHosts(t *testing.T) (*testprog.RedisServer, *redisHub, *redisHub) {
-	r := testprog.Redis(t)
-	short := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = time.Second, 100*time.Millisecond }
-	return r, newRedisHub(t, r.URL(), "t:", "host-a", short), newRedisHub(t, r.URL(), "t:", "host-b", short)
-}
+// shortLived makes hubs count a host dead after a second.
+func shortLived(c *RedisConfig) { c.NodeTTL, c.Heartbeat = time.Second, 100*time.Millisecond }
 
 // TestRedisOutageLongerThanNodeTTL: when Redis is away for longer than a host's time to live,
 // every host's heartbeat runs out at once; the first host back must not retire the others,
@@ -238,9 +234,7 @@ func shortLivedHosts(t *testing.T) (*testprog.RedisServer, *redisHub, *redisHub)
 func TestRedisOutageLongerThanNodeTTL(t *testing.T) {
 	t.Parallel()
 	// A TTL of 3s: the hosts need not reconnect within a second of each other, on a busy machine.
-	r := testprog.Redis(t)
-	ttl := func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = 3*time.Second, 100*time.Millisecond }
-	a, b := newRedisHub(t, r.URL(), "t:", "host-a", ttl), newRedisHub(t, r.URL(), "t:", "host-b", ttl)
+	r, a, b := twoHosts(t, func(c *RedisConfig) { c.NodeTTL, c.Heartbeat = 3*time.Second, 100*time.Millisecond })
 	a.mustJoin(t, &member{}, "r", "alice")
 	b.mustJoin(t, &member{}, "r", "bob")
 
@@ -316,7 +310,7 @@ func TestRedisRetiredHostReclaims(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r, a, b := shortLivedHosts(t)
+			r, a, b := twoHosts(t, shortLived)
 			alice, bob := &member{}, &member{}
 			a.mustJoin(t, alice, "r", "alice")
 			b.mustJoin(t, bob, "r", "bob")
@@ -402,10 +396,8 @@ return 1`, "0")
 // late must not hold the name when Redis gets round to the claim.
 func TestRedisRefusedJoinClaimsNothing(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
 	quick := func(c *RedisConfig) { c.Timeout = 300 * time.Millisecond }
-	a := newRedisHub(t, r.URL(), "t:", "host-a", quick)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", quick)
+	r, a, b := twoHosts(t, quick)
 	a.mustJoin(t, &member{}, "r", "warm") // Redis knows the claim script from then on
 
 	busy := keepBusy(r)

@@ -135,6 +135,13 @@ func (h *redisHub) leave(t testing.TB, m *member, room, user string) {
 	}
 }
 
+// twoHosts starts a Redis and two hubs on it, host-a and host-b, configured by tweak.
+func twoHosts(t *testing.T, tweak func(*RedisConfig)) (*testprog.RedisServer, *redisHub, *redisHub) {
+	t.Helper()
+	r := testprog.Redis(t)
+	return r, newRedisHub(t, r.URL(), "t:", "host-a", tweak), newRedisHub(t, r.URL(), "t:", "host-b", tweak)
+}
+
 // threeHosts starts a Redis and three hubs on it.
 func threeHosts(t *testing.T) (*testprog.RedisServer, []*redisHub) {
 	r := testprog.Redis(t)
@@ -271,9 +278,7 @@ func TestRedisPresenceAcrossHosts(t *testing.T) {
 
 func TestRedisDeadHostIsPruned(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
-	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", nil)
+	_, a, b := twoHosts(t, nil)
 	alice, bob := &member{}, &member{}
 	a.mustJoin(t, alice, "r", "alice")
 	b.mustJoin(t, bob, "r", "bob")
@@ -341,9 +346,7 @@ func (b *RedisBridge) crash() {
 
 func TestRedisGracefulCloseAndRoomCounts(t *testing.T) {
 	t.Parallel()
-	r := testprog.Redis(t)
-	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
-	b := newRedisHub(t, r.URL(), "t:", "host-b", nil)
+	_, a, b := twoHosts(t, nil)
 	alice, carol, bob := &member{}, &member{}, &member{}
 	a.mustJoin(t, alice, "busy", "alice")
 	a.mustJoin(t, carol, "quiet", "carol")
