@@ -31,6 +31,9 @@ type Bridge interface {
 	Rooms(ctx context.Context, limit int) ([]shard.RoomInfo, error)
 	// Ready returns nil while the bridge can serve, and why not otherwise.
 	Ready() error
+	// Start begins the bridge's own work, which may use the shards; the hub calls it once,
+	// after the shards run.
+	Start()
 	// Close stops the bridge, takes this host's users out of every room, and waits for
 	// what it started.
 	Close() error
@@ -45,6 +48,6 @@ type Local interface {
 }
 
 // NewBridgeFunc builds a bridge over the shards of this host. The bridge must not use local
-// before it returns: the shards are created after it, so that a bridge that implements
+// before its Start: the shards are created after it, so that a bridge that implements
 // shard.Remote can be given to them.
 type NewBridgeFunc func(local Local) (Bridge, error)

@@ -50,5 +50,8 @@ func (b *MemoryBridge) Rooms(ctx context.Context, limit int) ([]shard.RoomInfo, 
 // Ready is always nil: there is nothing to be down.
 func (b *MemoryBridge) Ready() error { return nil }
 
+// Start does nothing: the one-host bridge has no work of its own.
+func (b *MemoryBridge) Start() {}
+
 // Close does nothing: the memory bridge starts nothing.
 func (b *MemoryBridge) Close() error { return nil }

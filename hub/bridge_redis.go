@@ -198,14 +198,19 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 		}
 		b.probeOK.Store(true)
 		b.setUp()
-		b.wg.Go(b.heartbeatLoop)
-		b.wg.Go(b.choresLoop)
-		b.wg.Go(b.subs.runProbe)
-		for range syncWorkers {
-			b.wg.Go(b.syncWorker)
-		}
 		b.log.Info("redis bridge started", "redis", redactURL(cfg.URL), "cluster", b.sharded)
 		return b, nil
+	}
+}
+
+// Start runs the heartbeat, the chores, the probe and the sync workers, which use the
+// shards; see Bridge.Start.
+func (b *RedisBridge) Start() {
+	b.wg.Go(b.heartbeatLoop)
+	b.wg.Go(b.choresLoop)
+	b.wg.Go(b.subs.runProbe)
+	for range syncWorkers {
+		b.wg.Go(b.syncWorker)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
@@ -376,4 +378,20 @@ func TestRedisGracefulCloseAndRoomCounts(t *testing.T) {
 		rooms, err := b.Rooms(context.Background(), 10)
 		return err == nil && slices.Equal(rooms, []shard.RoomInfo{{Name: "busy", Members: 1}})
 	})
+}
+
+// TestRedisIdleHostHeartbeats: a host that nobody joins heartbeats and publishes its room
+// counts from the start; its shards exist before the bridge's goroutines use them (the race
+// detector watches the heartbeat's first reads of the shards).
+func TestRedisIdleHostHeartbeats(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	h := newRedisHub(t, r.URL(), "t:", "host-a", nil)
+	time.Sleep(1300 * time.Millisecond) // past the first heartbeat of the loop
+	if err := h.Ready(); err != nil {
+		t.Fatalf("an idle host is not ready: %v", err)
+	}
+	if n := testutil.ToFloat64(h.bridge.metrics.errors.WithLabelValues("rooms")); n != 0 {
+		t.Fatalf("errors{rooms} = %v", n)
+	}
 }

@@ -77,6 +77,7 @@ func New(cfg Config) (*Hub, error) {
 	for _, s := range h.shards {
 		h.wg.Go(func() { s.Run(ctx) })
 	}
+	bridge.Start()
 	h.log.Info("hub started", "shards", len(h.shards))
 	return h, nil
 }
