@@ -253,6 +253,20 @@ func TestRefusals(t *testing.T) {
 	b.expectNone(100 * time.Millisecond)
 }
 
+// TestRequestRateKeepsRef: a request refused by the bound on all of a connection's frames
+// is answered with its own ref, like every refusal.
+func TestRequestRateKeepsRef(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{RequestRate: 0.001, RequestBurst: 2}, shard.Config{})
+	c := env.dial()
+	for i := range 2 {
+		c.send(wire.ClientRequest{Type: wire.TypePing, Ref: fmt.Sprint("p", i)})
+		c.nextOf(wire.TypePong)
+	}
+	c.send(wire.ClientRequest{Type: wire.TypePing, Ref: "p2"})
+	c.expectError(wire.CodeRateLimited, "p2")
+}
+
 func TestTyping(t *testing.T) {
 	t.Parallel()
 	env := setupTest(t, Config{}, shard.Config{})

@@ -235,11 +235,13 @@ func (s *session) readLoop(ctx context.Context) error {
 
 // handle serves one client frame. It returns an error only when the session must end.
 func (s *session) handle(ctx context.Context, frame []byte) error {
+	req, perr := wire.Decode(frame)
+	// Limited after the decode, which is bounded by the frame size: the refusal carries the
+	// request's ref, as every error does.
 	if !s.requests.Allow() {
-		s.refuse("", wire.Errorf(wire.CodeRateLimited, "too many requests; slow down"))
+		s.refuse(req.Ref, wire.Errorf(wire.CodeRateLimited, "too many requests; slow down"))
 		return nil
 	}
-	req, perr := wire.Decode(frame)
 	if perr != nil {
 		s.refuse(req.Ref, perr)
 		return nil
