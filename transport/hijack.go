@@ -22,16 +22,16 @@ const (
 	writeBufferSize = 256
 )
 
-// smallReader is a ResponseWriter whose Hijack gives the connection small buffers, and
+// smallBuffers is a ResponseWriter whose Hijack gives the connection small buffers, and
 // keeps the connection, on which the session's writer writes data frames itself (frame.go).
 // websocket.Accept hijacks through it.
-type smallReader struct {
+type smallBuffers struct {
 	http.ResponseWriter
 	hijacker http.Hijacker
 	conn     *net.Conn
 }
 
-func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := w.hijacker.Hijack()
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
@@ -47,10 +47,10 @@ func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
-// withSmallReader wraps w when it can be hijacked; *conn is the connection once it is.
-func withSmallReader(w http.ResponseWriter, conn *net.Conn) http.ResponseWriter {
+// withSmallBuffers wraps w when it can be hijacked; *conn is the connection once it is.
+func withSmallBuffers(w http.ResponseWriter, conn *net.Conn) http.ResponseWriter {
 	if hj, ok := w.(http.Hijacker); ok {
-		return smallReader{ResponseWriter: w, hijacker: hj, conn: conn}
+		return smallBuffers{ResponseWriter: w, hijacker: hj, conn: conn}
 	}
 	return w
 }

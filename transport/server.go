@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -254,7 +256,7 @@ func (s *Server) watchSessions() {
 			for _, sess := range sessions {
 				if since := sess.writingSince.Load(); since != 0 && since < limit {
 					sess.log().Info("closing a client whose write was stuck", "timeout", cfg.WriteTimeout)
-					_ = sess.conn.CloseNow()
+					sess.cut()
 					continue
 				}
 				sess.proto.keepalive(sess, now)
@@ -359,7 +361,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 	}
 
 	var raw net.Conn
-	conn, err := websocket.Accept(withSmallReader(w, &raw), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	conn, err := websocket.Accept(withSmallBuffers(w, &raw), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		release()
 		s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
@@ -467,19 +469,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stop() // cancels every session's context
 	// A writer blocked in a close handshake or a raw write does not watch the context:
-	// closing the connections themselves is what frees it. The sockets, not the library's
-	// CloseNow, which waits for a close handshake under way; and not under s.mu, which the
+	// closing the connections themselves is what frees it; not under s.mu, which the
 	// ending sessions take to leave.
 	s.mu.Lock()
-	conns := make([]net.Conn, 0, len(s.sessions))
-	for sess := range s.sessions {
-		if sess.raw != nil {
-			conns = append(conns, sess.raw)
-		}
-	}
+	sessions := slices.Collect(maps.Keys(s.sessions))
 	s.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
+	for _, sess := range sessions {
+		sess.cut()
 	}
 	<-s.idle
 	<-s.watchdogDone

@@ -147,6 +147,17 @@ func (s *session) closeWith(code wire.CloseCode, reason string) {
 	s.wakeWriter()
 }
 
+// cut drops the connection at once, without a close frame. It closes the socket itself: the
+// library's CloseNow waits for a close handshake under way, and the watchdog that cuts must
+// not wait on any one client.
+func (s *session) cut() {
+	if s.raw == nil { // not hijacked through smallBuffers: only the library holds the socket
+		_ = s.conn.CloseNow()
+		return
+	}
+	_ = s.raw.Close()
+}
+
 func (s *session) closing() (wire.CloseCode, string) {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()

@@ -81,7 +81,7 @@ func (p *socketIO) keepalive(s *session, now time.Time) {
 		if now.Sub(sent) > cfg.PingTimeout {
 			s.log().Debug("socket.io client missed a ping")
 			s.metrics.closed(wire.ClosePolicy)
-			_ = s.conn.CloseNow()
+			s.cut()
 			s.cancel(errPingTimeout)
 		}
 		return
