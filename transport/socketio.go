@@ -295,17 +295,17 @@ func ackID(ref string) (int64, bool) {
 }
 
 // objectType reads the type of a native object, which the encoders always write first.
-func objectType(obj []byte) string {
+func objectType(obj []byte) []byte {
 	const prefix = `{"type":"`
 	if !bytes.HasPrefix(obj, []byte(prefix)) {
-		return ""
+		return nil
 	}
 	rest := obj[len(prefix):]
 	end := bytes.IndexByte(rest, '"')
 	if end < 0 {
-		return ""
+		return nil
 	}
-	return string(rest[:end])
+	return rest[:end]
 }
 
 // sioMessage is a chat message as Socket.IO clients get it.
@@ -362,7 +362,7 @@ func convertBroadcast(obj []byte) (*derived, error) {
 // deliver turns a native object into Socket.IO frames. Objects fanned out to a room come
 // through the shared cache; replies meant for this member alone are converted here.
 func (p *socketIO) deliver(s *session, obj []byte, bestEffort bool) bool {
-	switch typ := objectType(obj); typ {
+	switch string(objectType(obj)) {
 	case wire.TypeMessage, wire.TypeTyping, wire.TypePresence:
 		d, err := p.cache.get(obj, convertBroadcast)
 		if err != nil {
@@ -402,36 +402,59 @@ func (p *socketIO) deliverBroadcast(s *session, d *derived, bestEffort bool) boo
 	o.add(d.frame)
 	switch d.kind {
 	case wire.TypeMessage:
-		p.mu.Lock()
-		own := d.user == p.user
-		p.mu.Unlock()
-		if id, ok := ackID(d.ref); ok && own {
-			o.add(sio.AppendAck(nil, id, mustJSON(struct {
-				OK  bool   `json:"ok"`
-				Seq uint64 `json:"seq"`
-			}{true, d.seq})))
+		id, acked := ackID(d.ref) // most messages carry no ack ref: no lock for them
+		if acked {
+			p.mu.Lock()
+			own := d.user == p.user
+			p.mu.Unlock()
+			if own {
+				o.add(sio.AppendAck(nil, id, mustJSON(struct {
+					OK  bool   `json:"ok"`
+					Seq uint64 `json:"seq"`
+				}{true, d.seq})))
+			}
 		}
 	case wire.TypePresence:
 		// Socket.IO clients get the whole list whenever it changes.
-		p.mu.Lock()
-		users, ok := p.rooms[d.room]
-		if ok {
-			i, found := slices.BinarySearch(users, d.user)
-			switch {
-			case d.join && !found:
-				users = slices.Insert(users, i, d.user)
-			case !d.join && found:
-				users = slices.Delete(users, i, i+1)
-			}
-			p.rooms[d.room] = users
-			users = slices.Clone(users)
-		}
-		p.mu.Unlock()
-		if ok {
-			o.add(usersEvent(d.room, users))
+		if frame, ok := p.usersAfter(d); ok {
+			o.add(frame)
 		}
 	}
 	return o.wake
+}
+
+// usersAfter takes presence d into this member's list of its room and returns the users
+// event to send, made once per event for all the members (see derived.users). ok is false
+// when this member has left the room.
+func (p *socketIO) usersAfter(d *derived) (frame []byte, ok bool) {
+	p.mu.Lock()
+	before, ok := p.rooms[d.room]
+	p.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	d.usersOnce.Do(func() {
+		d.users = withPresence(before, d.user, d.join)
+		d.usersFrame = usersEvent(d.room, d.users)
+	})
+	p.mu.Lock()
+	if _, still := p.rooms[d.room]; still {
+		p.rooms[d.room] = d.users
+	}
+	p.mu.Unlock()
+	return d.usersFrame, true
+}
+
+// withPresence returns a new sorted list: users with user added (join) or removed.
+func withPresence(users []string, user string, join bool) []string {
+	i, found := slices.BinarySearch(users, user)
+	switch {
+	case join && !found:
+		return slices.Insert(slices.Clip(users), i, user) // Clip: a copy, never in place
+	case !join && found:
+		return slices.Concat(users[:i], users[i+1:])
+	}
+	return users
 }
 
 func usersEvent(room string, users []string) []byte {

@@ -40,6 +40,13 @@ type derived struct {
 	ref   string
 	seq   uint64
 	join  bool // presence: a join
+
+	// Presence: the room's users after it, and their users event. Every member of the room
+	// gets presence in the shard's order, so the list after it is the same for all: the
+	// first member to deliver it works it out from its own list, the others take it.
+	usersOnce  sync.Once
+	users      []string // shared by the members' lists: never changed in place
+	usersFrame []byte
 }
 
 func newDerivedCache() *derivedCache {

@@ -3,8 +3,10 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -390,5 +392,100 @@ func TestDerivedOncePerObject(t *testing.T) {
 	copyOf := append([]byte(nil), msg...)
 	if d, _ := c.get(copyOf, convert); d == first || converted != 2 {
 		t.Fatal("a different object was served from the cache")
+	}
+}
+
+// TestPresenceUsersOncePerEvent: the users event that follows a join or a leave is worked
+// out and encoded once for all the Socket.IO members of the room, and no member's list is
+// changed under another.
+func TestPresenceUsersOncePerEvent(t *testing.T) {
+	t.Parallel()
+	cache := newDerivedCache()
+	start := []string{"alice", "carol"}
+	members := make([]*socketIO, 100)
+	for i := range members {
+		members[i] = newSocketIO(fmt.Sprint("sid", i), cache)
+		members[i].rooms["r"] = start
+	}
+	steps := []struct {
+		user string
+		join bool
+		want []string
+	}{
+		{"bob", true, []string{"alice", "bob", "carol"}},
+		{"alice", false, []string{"bob", "carol"}},
+		{"zoe", false, []string{"bob", "carol"}}, // not there: no change
+	}
+	for _, st := range steps {
+		event := wire.PresenceLeave
+		if st.join {
+			event = wire.PresenceJoin
+		}
+		d, err := cache.get(wire.AppendPresence(nil, "r", st.user, event), convertBroadcast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first []byte
+		for i, m := range members {
+			frame, ok := m.usersAfter(d)
+			if !ok {
+				t.Fatalf("member %d: not in the room", i)
+			}
+			if i == 0 {
+				first = frame
+			} else if &frame[0] != &first[0] {
+				t.Fatalf("%s %v: member %d got a users event of its own", st.user, st.join, i)
+			}
+			if got := m.rooms["r"]; !slices.Equal(got, st.want) {
+				t.Fatalf("%s %v: member %d has %v, want %v", st.user, st.join, i, got, st.want)
+			}
+		}
+		want := usersEvent("r", st.want)
+		if string(first) != string(want) {
+			t.Fatalf("users event %s, want %s", first, want)
+		}
+	}
+	if !slices.Equal(start, []string{"alice", "carol"}) {
+		t.Fatalf("the first list was changed in place: %v", start)
+	}
+	// A member that left the room gets no users event.
+	delete(members[0].rooms, "r")
+	d, _ := cache.get(wire.AppendPresence(nil, "r", "dan", wire.PresenceJoin), convertBroadcast)
+	if _, ok := members[0].usersAfter(d); ok {
+		t.Fatal("a member that left the room got its users")
+	}
+}
+
+// BenchmarkSocketIOPresence: one join or leave fanned out to a room of Socket.IO members,
+// each of which gets the event and the room's new users list.
+func BenchmarkSocketIOPresence(b *testing.B) {
+	for _, members := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprint("members=", members), func(b *testing.B) {
+			env := setupTest(b, Config{Queue: 1 << 30}, shard.Config{})
+			users := make([]string, members)
+			for i := range users {
+				users[i] = fmt.Sprintf("user-%05d", i)
+			}
+			sessions := make([]*session, members)
+			for i := range sessions {
+				p := newSocketIO("sid", env.srv.derived)
+				p.rooms["r"] = users
+				sessions[i] = newSession(env.srv, uint64(i), nil, "test", p)
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				event := wire.PresenceJoin
+				if i%2 == 1 {
+					event = wire.PresenceLeave
+				}
+				obj := wire.AppendPresence(nil, "r", "zzz-newcomer", event)
+				for _, s := range sessions { // one fan-out of one presence object
+					s.Send(obj)
+				}
+				for _, s := range sessions {
+					s.out.take(nil)
+				}
+			}
+		})
 	}
 }
