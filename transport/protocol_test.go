@@ -636,9 +636,15 @@ func TestCloseCodes(t *testing.T) {
 	t.Run("1000 normal", func(t *testing.T) {
 		t.Parallel()
 		env := setupTest(t, Config{}, shard.Config{})
-		c := env.dial()
+		c, other := env.dial(), env.dial()
+		c.join("r", "leaver")
+		other.join("r", "stayer")
 		if err := c.conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 			t.Fatalf("normal close handshake: %v", err)
+		}
+		// The server answered the handshake and took the member out of its room.
+		if p := other.nextOf(wire.TypePresence); p.User != "leaver" || p.Event != wire.PresenceLeave {
+			t.Fatalf("after a normal close: %+v, want leaver's leave", p)
 		}
 	})
 }

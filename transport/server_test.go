@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -192,20 +193,10 @@ func BenchmarkSessionWrite(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				received.Add(int64(1 + countNewlines(frame)))
+				received.Add(int64(1 + bytes.Count(frame, []byte("\n"))))
 			}
 		})
 	}
-}
-
-func countNewlines(b []byte) int {
-	n := 0
-	for _, c := range b {
-		if c == '\n' {
-			n++
-		}
-	}
-	return n
 }
 
 // TestMetricLabelsAreBounded gathers every metric after some traffic and checks that no label
