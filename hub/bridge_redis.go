@@ -105,6 +105,7 @@ type RedisBridge struct {
 	client  rueidis.Client
 	sharded bool // Redis Cluster: sharded pub/sub
 	keys    keys
+	args    scriptArgs
 	local   Local
 	log     *slog.Logger
 	metrics *redisMetrics
@@ -137,6 +138,13 @@ type RedisBridge struct {
 	resyncs map[string]struct{}
 
 	closeOnce sync.Once
+}
+
+// scriptArgs are the scripts' arguments that never change, formatted once.
+type scriptArgs struct {
+	history string // cfg.History
+	ttl     string // cfg.HistoryTTL in ms
+	sharded string // "1" for sharded pub/sub (Redis Cluster)
 }
 
 type syncRequest struct {
@@ -173,10 +181,15 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		b := &RedisBridge{
-			cfg:       cfg,
-			client:    client,
-			sharded:   client.Mode() == rueidis.ClientModeCluster,
-			keys:      keys{prefix: cfg.KeyPrefix},
+			cfg:     cfg,
+			client:  client,
+			sharded: client.Mode() == rueidis.ClientModeCluster,
+			keys:    keys{prefix: cfg.KeyPrefix},
+			args: scriptArgs{
+				history: strconv.Itoa(cfg.History),
+				ttl:     strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
+				sharded: flag(client.Mode() == rueidis.ClientModeCluster),
+			},
 			local:     local,
 			log:       cfg.Logger.With("node", cfg.Node),
 			metrics:   newRedisMetrics(cfg.Registerer),
@@ -348,10 +361,7 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 	b.mu.Lock()
 	b.held[roomUser{room: req.Room, user: req.User}] = req.Member
 	b.mu.Unlock()
-	if code == 1 {
-		b.announce(req.Room, presencePayload(req.User, true, wire.AppendPresence(nil, req.Room, req.User, wire.PresenceJoin)))
-	}
-	return nil
+	return nil // the claim announced the join
 }
 
 // undoJoin takes back a join whose caller gave up before the shard answered. The join may
@@ -393,9 +403,11 @@ func (b *RedisBridge) redisDeadline(ctx context.Context) string {
 
 // claim runs claimScript and answers its code and the room's users on live hosts, sorted.
 func (b *RedisBridge) claim(ctx context.Context, room, user string) (int64, []string, error) {
-	args := []string{user, b.cfg.Node, newEpoch(), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), b.redisDeadline(ctx)}
+	join := presencePayload(user, true, wire.AppendPresence(nil, room, user, wire.PresenceJoin))
+	args := []string{user, b.cfg.Node, b.args.ttl, b.redisDeadline(ctx), b.args.sharded, join}
 	args = append(args, *b.dead.Load()...)
-	res, err := claimScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.meta(room), b.keys.log(room)}, args).ToArray()
+	res, err := claimScript.Exec(ctx, b.client,
+		[]string{b.keys.users(room), b.keys.meta(room), b.keys.log(room), b.keys.channel(room)}, args).ToArray()
 	b.noteCall(err)
 	if err != nil {
 		return 0, nil, fmt.Errorf("claim %s in room %s: %w", user, room, err)
@@ -471,22 +483,22 @@ func (b *RedisBridge) release(room, user string) {
 func (b *RedisBridge) tryRelease(room, user string) error {
 	ctx, cancel := b.callCtx(context.Background())
 	defer cancel()
-	n, err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room)}, []string{user, b.cfg.Node}).AsInt64()
+	leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
+	err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)},
+		[]string{user, b.cfg.Node, b.args.sharded, leave}).Error()
 	if err != nil {
 		return fmt.Errorf("release %s in room %s: %w", user, room, err)
-	}
-	if n == 1 {
-		b.announce(room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
 	}
 	return nil
 }
 
-// announce publishes an event on a room's channel, best effort.
-func (b *RedisBridge) announce(room, payload string) {
+// announce publishes an event on a room's channel, best effort; op names it in the error
+// count.
+func (b *RedisBridge) announce(op, room, payload string) {
 	ctx, cancel := b.callCtx(context.Background())
 	defer cancel()
 	if err := b.client.Do(ctx, b.publishCmd(b.keys.channel(room), payload)).Error(); err != nil {
-		b.metrics.errors.WithLabelValues("typing").Inc()
+		b.metrics.errors.WithLabelValues(op).Inc()
 	}
 }
 
@@ -508,8 +520,7 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 	start := time.Now()
 	seq, err := publishScript.Exec(cctx, b.client,
 		[]string{b.keys.meta(req.Room), b.keys.log(req.Room), b.keys.channel(req.Room)},
-		[]string{newEpoch(), string(head), string(tail), req.User, strconv.Itoa(b.cfg.History),
-			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10), flag(b.sharded),
+		[]string{string(head), string(tail), req.User, b.args.history, b.args.ttl, b.args.sharded,
 			b.redisDeadline(cctx)},
 	).AsInt64()
 	b.noteCall(err)
@@ -530,7 +541,7 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 
 // Typing publishes the typing state on the room's channel; typing is best effort.
 func (b *RedisBridge) Typing(ctx context.Context, req shard.Request) error {
-	b.announce(req.Room, typingPayload(req.User, req.On, wire.AppendTyping(nil, req.Room, req.User, req.On)))
+	b.announce("typing", req.Room, typingPayload(req.User, req.On, wire.AppendTyping(nil, req.Room, req.User, req.On)))
 	return nil
 }
 
@@ -631,8 +642,7 @@ func (b *RedisBridge) readState(room string, after uint64) shard.RoomState {
 	ctx, cancel := b.callCtx(b.ctx)
 	defer cancel()
 	res, err := stateScript.Exec(ctx, b.client, []string{b.keys.meta(room), b.keys.log(room)},
-		[]string{strconv.FormatUint(after, 10), strconv.Itoa(b.cfg.History), newEpoch(),
-			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
+		[]string{strconv.FormatUint(after, 10), b.args.history, b.args.ttl}).ToArray()
 	b.noteCall(err)
 	if err == nil && len(res) != 3 {
 		err = errors.New("want 3 values")
@@ -710,5 +720,3 @@ func (b *RedisBridge) Close() error {
 	})
 	return nil
 }
-
-func newEpoch() string { return randomID() }

@@ -69,21 +69,22 @@ func parsePayload(p string) (shard.Event, error) {
 	ev.Obj = []byte(obj)
 	switch header[0] {
 	case 'M':
-		parts := strings.SplitN(header[2:], " ", 3)
-		if len(parts) != 3 {
+		epoch, rest, ok1 := strings.Cut(header[2:], " ")
+		seqText, user, ok2 := strings.Cut(rest, " ")
+		if !ok1 || !ok2 {
 			return ev, errBadPayload
 		}
-		seq, err := strconv.ParseUint(parts[1], 10, 64)
+		seq, err := strconv.ParseUint(seqText, 10, 64)
 		if err != nil || seq == 0 {
 			return ev, errBadPayload
 		}
-		ev.Kind, ev.Epoch, ev.Seq, ev.User = shard.EventMessage, parts[0], seq, parts[2]
+		ev.Kind, ev.Epoch, ev.Seq, ev.User = shard.EventMessage, epoch, seq, user
 	case 'T', 'P':
-		parts := strings.SplitN(header[2:], " ", 2)
-		if len(parts) != 2 || (parts[0] != "0" && parts[0] != "1") {
+		on, user, ok := strings.Cut(header[2:], " ")
+		if !ok || (on != "0" && on != "1") {
 			return ev, errBadPayload
 		}
-		ev.Kind, ev.On, ev.User = shard.EventTyping, parts[0] == "1", parts[1]
+		ev.Kind, ev.On, ev.User = shard.EventTyping, on == "1", user
 		if header[0] == 'P' {
 			ev.Kind = shard.EventPresence
 		}

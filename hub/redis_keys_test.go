@@ -8,16 +8,24 @@ import (
 
 func TestParsePayload(t *testing.T) {
 	t.Parallel()
-	ev, err := parsePayload("M e1 7 al ice\n{\"a\":1}")
-	if err != nil || ev.Kind != shard.EventMessage || ev.Epoch != "e1" || ev.Seq != 7 || ev.User != "al ice" || string(ev.Obj) != `{"a":1}` {
-		t.Fatalf("message: %v %+v", err, ev)
+	good := []struct {
+		payload string
+		want    shard.Event
+	}{
+		{"M e1 7 al ice\n{\"a\":1}", shard.Event{Kind: shard.EventMessage, Epoch: "e1", Seq: 7, User: "al ice", Obj: []byte(`{"a":1}`)}},
+		{"P 1 carol\n{}", shard.Event{Kind: shard.EventPresence, On: true, User: "carol", Obj: []byte(`{}`)}},
+		{"P 0 carol\n{}", shard.Event{Kind: shard.EventPresence, On: false, User: "carol", Obj: []byte(`{}`)}},
+		{"T 1 dave\n{}", shard.Event{Kind: shard.EventTyping, On: true, User: "dave", Obj: []byte(`{}`)}},
+		{"T 0 dave\n{}", shard.Event{Kind: shard.EventTyping, On: false, User: "dave", Obj: []byte(`{}`)}},
 	}
-	for p, kind := range map[string]shard.EventKind{"P 1 carol\n{}": shard.EventPresence, "T 0 dave\n{}": shard.EventTyping} {
-		if ev, err := parsePayload(p); err != nil || ev.Kind != kind || ev.User == "" {
-			t.Fatalf("%q: %v %+v", p, err, ev)
+	for _, tc := range good {
+		ev, err := parsePayload(tc.payload)
+		if err != nil || ev.Kind != tc.want.Kind || ev.Epoch != tc.want.Epoch || ev.Seq != tc.want.Seq ||
+			ev.User != tc.want.User || ev.On != tc.want.On || string(ev.Obj) != string(tc.want.Obj) {
+			t.Errorf("%q: %v %+v, want %+v", tc.payload, err, ev, tc.want)
 		}
 	}
-	for _, bad := range []string{"M e1 x u\n{}", "M e1 0 u\n{}", "X 1 u\n{}", "M e1 1 u", "T 2 u\n{}", ""} {
+	for _, bad := range []string{"M e1 x u\n{}", "M e1 0 u\n{}", "M e1 7\n{}", "X 1 u\n{}", "M e1 1 u", "T 2 u\n{}", "P 1\n{}", ""} {
 		if _, err := parsePayload(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

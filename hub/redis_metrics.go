@@ -15,8 +15,12 @@ type redisMetrics struct {
 	probeLost      prometheus.Counter
 }
 
-// Operations, the values of the op label of shardchat_bridge_errors_total.
-var redisOps = []string{"publish", "claim", "release", "typing", "users", "rooms", "state", "heartbeat", "prune", "subscribe", "probe", "payload"}
+// redisOps are the values of the op label of shardchat_bridge_errors_total. The _late ones
+// count scripts that Redis ran after their caller gave up (they did nothing).
+func redisOps() []string {
+	return []string{"publish", "publish_late", "claim", "claim_late", "reclaim_conflict", "release", "typing",
+		"users", "rooms", "state", "heartbeat", "prune", "subscribe", "probe", "payload"}
+}
 
 func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 	m := &redisMetrics{
@@ -58,7 +62,7 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 			Help: "Probes published that did not come back in time; each one resubscribes every room.",
 		}),
 	}
-	for _, op := range redisOps {
+	for _, op := range redisOps() {
 		m.errors.WithLabelValues(op)
 	}
 	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.pruned, m.probeLost)

@@ -230,8 +230,6 @@ func (b *RedisBridge) reclaimOne(k roomUser, m shard.Member) bool {
 		b.metrics.errors.WithLabelValues("reclaim_conflict").Inc()
 		b.log.Warn("a user's name was taken on another host while this host was cut off", "room", k.room, "user", k.user)
 		m.Kick(wire.CloseRestart, "your name was taken while this server was cut off; reconnect")
-	case code == 1:
-		b.announce(k.room, presencePayload(k.user, true, wire.AppendPresence(nil, k.room, k.user, wire.PresenceJoin)))
 	}
 	return true
 }
@@ -260,7 +258,7 @@ func (b *RedisBridge) prune(ctx context.Context, node string) error {
 		}
 		for _, user := range gone {
 			b.metrics.pruned.Inc()
-			b.announce(room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
+			b.announce("prune", room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
 		}
 	}
 	if failed != nil {

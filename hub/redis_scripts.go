@@ -4,40 +4,43 @@ import "github.com/redis/rueidis"
 
 // The Lua scripts of the Redis bridge. Each touches the keys of one room (one cluster slot),
 // or the nodes set alone.
+//
+// A room's epoch is made by the script that finds the room without one, from Redis' clock
+// (seconds.microseconds): new whenever the room's keys are, and no work for the hosts.
 
 // publishScript orders one message: the room's next seq, appended to the room's stream
 // (trimmed to about the history size) and published on the room's channel, atomically. It is
 // the one Redis call a message costs, so it does as little as it can. The
 // message object is built around the seq from the head and tail that the sender encoded.
 //
-// A script that runs after ARGV[8] (Redis' clock, ms) does nothing and answers -1: the
+// A script that runs after ARGV[7] (Redis' clock, ms) does nothing and answers -1: the
 // sender has stopped waiting by then and told its client that the message was not sent, which
 // must stay true.
 //
-// KEYS: meta, log, channel. ARGV: epoch if the room has none, head, tail, user, history,
-// ttl ms, "1" for sharded pub/sub, deadline ms.
+// KEYS: meta, log, channel. ARGV: head, tail, user, history, ttl ms, "1" for sharded pub/sub,
+// deadline ms.
 var publishScript = rueidis.NewLuaScript(`
 local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[8]) then
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[7]) then
   return -1
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = ARGV[1]
+  epoch = t[1] .. '.' .. t[2]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local obj = ARGV[2] .. seq .. ARGV[3]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-0', 'm', obj, 'u', ARGV[4])
+local obj = ARGV[1] .. seq .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'm', obj, 'u', ARGV[3])
 -- A TTL when the keys are new; the hosts with members in the room refresh it on their
 -- heartbeat, so a message need not (two fewer calls a message).
 if redis.call('PTTL', KEYS[2]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
-local payload = 'M ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[4] .. '\n' .. obj
-if ARGV[7] == '1' then
+local payload = 'M ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[3] .. '\n' .. obj
+if ARGV[6] == '1' then
   redis.call('SPUBLISH', KEYS[3], payload)
 else
   redis.call('PUBLISH', KEYS[3], payload)
@@ -48,14 +51,15 @@ return seq
 // stateScript reads a room's epoch (creating it for a new room), newest seq, and the stored
 // messages after seq ARGV[1] (the newest ARGV[2] when ARGV[1] is 0), oldest first.
 //
-// KEYS: meta, log. ARGV: after, count, epoch if the room has none, ttl ms.
+// KEYS: meta, log. ARGV: after, count, ttl ms.
 var stateScript = rueidis.NewLuaScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = ARGV[3]
+  local t = redis.call('TIME')
+  epoch = t[1] .. '.' .. t[2]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 local entries
@@ -75,20 +79,22 @@ return {epoch, seq, entries}
 // has none. A name held by a node in the dead list is free: its host died. (A node missing
 // from both lists is alive: it may have started after this host's last heartbeat.) It answers
 // {code, name, node, name, node, ...} with every holder of a name in the room; code is 0 when
-// the name is taken, 1 when it was claimed now, 2 when the node held it already. Past the
-// deadline (Redis' clock, ms) it does nothing and answers {-1}, as publishScript does.
+// the name is taken, 1 when it was claimed now, 2 when the node held it already. A name
+// claimed now is announced on the room's channel with ARGV[6], in the same step, so that no
+// failure between the two can leave other hosts without the join. Past the deadline (Redis'
+// clock, ms) it does nothing and answers {-1}, as publishScript does.
 //
-// KEYS: users, meta, log. ARGV: user, node, epoch if the room has none, ttl ms, deadline ms,
-// dead nodes...
+// KEYS: users, meta, log, channel. ARGV: user, node, ttl ms, deadline ms, "1" for sharded
+// pub/sub, the join's payload, dead nodes...
 var claimScript = rueidis.NewLuaScript(`
 local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[4]) then
   return {-1}
 end
-if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[3]) == 1 then
+if redis.call('HSETNX', KEYS[2], 'epoch', t[1] .. '.' .. t[2]) == 1 then
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[2], 'seq', 0)
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 local code = 1
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -96,7 +102,7 @@ if cur == ARGV[2] then
   code = 2
 elseif cur then
   local dead = false
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     if ARGV[i] == cur then
       dead = true
     end
@@ -106,6 +112,13 @@ elseif cur then
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if code == 1 then
+  if ARGV[5] == '1' then
+    redis.call('SPUBLISH', KEYS[4], ARGV[6])
+  else
+    redis.call('PUBLISH', KEYS[4], ARGV[6])
+  end
+end
 local out = {code}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all do
@@ -114,12 +127,18 @@ end
 return out
 `)
 
-// releaseScript gives a user name back if node holds it; it answers 1 when it did.
+// releaseScript gives a user name back if node holds it, and then announces the leave with
+// ARGV[4] in the same step; it answers 1 when it did.
 //
-// KEYS: users. ARGV: user, node.
+// KEYS: users, channel. ARGV: user, node, "1" for sharded pub/sub, the leave's payload.
 var releaseScript = rueidis.NewLuaScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  if ARGV[3] == '1' then
+    redis.call('SPUBLISH', KEYS[2], ARGV[4])
+  else
+    redis.call('PUBLISH', KEYS[2], ARGV[4])
+  end
   return 1
 end
 return 0
