@@ -195,18 +195,6 @@ func (s *Shard) deliverMessage(r *room, ev Event) {
 	}
 }
 
-// fanout delivers the next message of r to its members.
-func (s *Shard) fanout(r *room, ev Event) {
-	start := time.Now()
-	s.stopTyping(r, ev.User)
-	r.seq = ev.Seq
-	r.hist.add(ev.Seq, ev.Obj)
-	n := s.broadcast(r, ev.Obj, "")
-	s.metrics.messages.Inc()
-	s.metrics.deliveries.Add(float64(n))
-	s.metrics.fanout.Observe(time.Since(start).Seconds())
-}
-
 // drainPending delivers the pending messages that now follow on, and asks for a sync when a
 // gap remains.
 func (s *Shard) drainPending(r *room) {

@@ -483,17 +483,22 @@ func (s *Shard) publish(req *Request) *wire.Error {
 	if err != nil {
 		return err
 	}
-	s.stopTyping(r, user)
-	now := time.Now()
-	r.seq++
-	msg := wire.Message{Room: r.name, Seq: r.seq, User: user, Text: req.Text, TS: now.UnixMilli(), Ref: req.Ref}
+	msg := wire.Message{Room: r.name, Seq: r.seq + 1, User: user, Text: req.Text, TS: time.Now().UnixMilli(), Ref: req.Ref}
 	obj := wire.AppendMessage(make([]byte, 0, 80+len(msg.Room)+len(msg.User)+len(msg.Text)+len(msg.Ref)), &msg)
-	r.hist.add(r.seq, obj)
-	n := s.broadcast(r, obj, "")
+	s.fanout(r, Event{Kind: EventMessage, Epoch: r.epoch, Seq: msg.Seq, User: user, Obj: obj})
+	return nil
+}
+
+// fanout delivers the next message of r to its members.
+func (s *Shard) fanout(r *room, ev Event) {
+	start := time.Now()
+	s.stopTyping(r, ev.User)
+	r.seq = ev.Seq
+	r.hist.add(ev.Seq, ev.Obj)
+	n := s.broadcast(r, ev.Obj, "")
 	s.metrics.messages.Inc()
 	s.metrics.deliveries.Add(float64(n))
-	s.metrics.fanout.Observe(time.Since(now).Seconds())
-	return nil
+	s.metrics.fanout.Observe(time.Since(start).Seconds())
 }
 
 func (s *Shard) typing(req *Request) *wire.Error {
