@@ -264,6 +264,13 @@ func TestRedisPresenceAcrossHosts(t *testing.T) {
 	bob.waitFor(t, "alice's typing", func(evs []wire.Event) bool {
 		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Type == wire.TypeTyping && ev.User == "alice" && ev.On })
 	})
+	// A message after it on the same channel: once alice has it, her typing has come past her.
+	if err := a.say(t, alice, "r", "alice", "after typing"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor(t, "her own message after her typing", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Type == wire.TypeMessage && ev.Text == "after typing" })
+	})
 	if len(alice.of(wire.TypeTyping)) != 0 {
 		t.Fatal("typing came back to the typist")
 	}

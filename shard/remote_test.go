@@ -227,23 +227,20 @@ func TestRemoteSyncFailureRefusesParkedJoins(t *testing.T) {
 	t.Parallel()
 	remote := &fakeRemote{}
 	s := start(t, Config{Remote: remote})
-	errs := make(chan error, 2)
-	for _, user := range []string{"a", "b"} {
-		go func() {
-			errs <- s.Join(context.Background(), Request{Member: &sink{}, Room: "r", User: user, Reply: make(chan error, 1)})
-		}()
+	// Both joins go into the inbox before the answer, in order: both are parked behind one sync.
+	replies := []chan error{make(chan error, 1), make(chan error, 1)}
+	for i, user := range []string{"a", "b"} {
+		s.inbox <- command{op: opJoin, Request: Request{Member: &sink{}, Room: "r", User: user, Reply: replies[i]}}
 	}
-	waitFor(t, func() bool {
-		// Both joins are parked behind one sync.
-		return len(remote.syncs()) == 1 && len(s.inbox) == 0
-	})
-	time.Sleep(20 * time.Millisecond)
 	_ = s.Synced(context.Background(), "r", RoomState{Err: errors.New("redis down")})
-	for range 2 {
+	for _, reply := range replies {
 		var werr *wire.Error
-		if err := <-errs; !errors.As(err, &werr) || werr.Code != wire.CodeUnavailable {
+		if err := <-reply; !errors.As(err, &werr) || werr.Code != wire.CodeUnavailable {
 			t.Fatalf("parked join after a failed sync: %v, want unavailable", err)
 		}
+	}
+	if n := len(remote.syncs()); n != 1 {
+		t.Fatalf("%d syncs asked for two joins, want one", n)
 	}
 }
 
