@@ -296,7 +296,7 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 	case q.Get("transport") != "websocket":
 		s.refuseHandshake(w, sio.ErrTransportUnknown) // set transports: ["websocket"] in the client
 	case q.Get("sid") != "":
-		s.refuseHandshake(w, sio.HandshakeError{Code: 1, Message: "Session ID unknown"})
+		s.refuseHandshake(w, sio.ErrUnknownSID) // no polling sessions to resume
 	case !strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		s.refuseHandshake(w, sio.ErrBadRequest)
 	default:

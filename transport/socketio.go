@@ -382,13 +382,13 @@ func (p *socketIO) deliver(s *session, obj []byte, bestEffort bool) bool {
 	}
 }
 
-// out collects the frames of one delivery and whether the writer needs waking.
-type out struct {
+// delivery collects the frames of one delivery and whether the writer needs waking.
+type delivery struct {
 	s    *session
 	wake bool
 }
 
-func (o *out) add(frame []byte) {
+func (o *delivery) add(frame []byte) {
 	if o.s.add(frame, false) {
 		o.wake = true
 	}
@@ -398,7 +398,7 @@ func (p *socketIO) deliverBroadcast(s *session, d *derived, bestEffort bool) boo
 	if bestEffort {
 		return s.add(d.frame, true)
 	}
-	o := out{s: s}
+	o := delivery{s: s}
 	o.add(d.frame)
 	switch d.kind {
 	case wire.TypeMessage:
@@ -466,7 +466,7 @@ func usersEvent(room string, users []string) []byte {
 
 // deliverReply converts a reply to one of this member's requests.
 func (p *socketIO) deliverReply(s *session, ev *wire.Event) bool {
-	o := out{s: s}
+	o := delivery{s: s}
 	id, hasAck := ackID(ev.Ref)
 	switch ev.Type {
 	case wire.TypeJoined:

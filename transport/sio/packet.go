@@ -182,9 +182,6 @@ func AppendConnectError(dst []byte, namespace, message string) []byte {
 	return append(dst, msg...)
 }
 
-// AppendDisconnect appends a DISCONNECT of the default namespace.
-func AppendDisconnect(dst []byte) []byte { return append(dst, EIOMessage, '0'+Disconnect) }
-
 func appendNamespace(dst []byte, ns string) []byte {
 	if ns == "" || ns == "/" {
 		return dst
@@ -221,7 +218,7 @@ type HandshakeError struct {
 // The handshake errors of Engine.IO.
 var (
 	ErrTransportUnknown   = HandshakeError{0, "Transport unknown"}
+	ErrUnknownSID         = HandshakeError{1, "Session ID unknown"}
 	ErrBadRequest         = HandshakeError{3, "Bad request"}
-	ErrForbidden          = HandshakeError{4, "Forbidden"}
 	ErrUnsupportedVersion = HandshakeError{5, "Unsupported protocol version"}
 )

@@ -75,7 +75,6 @@ func TestEncode(t *testing.T) {
 		{string(AppendAck(nil, 12, []byte(`{"ok":true,"seq":3}`))), `4312[{"ok":true,"seq":3}]`},
 		{string(AppendConnect(nil, "/", "abc")), `40{"sid":"abc"}`},
 		{string(AppendConnectError(nil, "/admin", `no "such" namespace`)), `44/admin,{"message":"no \"such\" namespace"}`},
-		{string(AppendDisconnect(nil)), `41`},
 		{string(AppendOpen(nil, Open{SID: "s", PingInterval: 25000, PingTimeout: 20000, MaxPayload: 16384})), `0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":16384}`},
 	}
 	for _, tc := range cases {
