@@ -48,9 +48,6 @@ type RoomState struct {
 	Err error
 }
 
-// errParked is join's answer for a join that waits for its room's state.
-var errParked = &wire.Error{Code: "parked"}
-
 // syncRetry is how long an unanswered Sync waits before it is asked again.
 const syncRetry = 3 * time.Second
 
@@ -106,26 +103,26 @@ func (s *Shard) unpark(r *room, member Member) bool {
 	return true
 }
 
-// park holds a join until the room's state has arrived from the store.
-func (s *Shard) park(r *room, req *Request) *wire.Error {
+// park holds a join until the room's state has arrived from the store, which answers it.
+func (s *Shard) park(r *room, req *Request) (parked bool, err *wire.Error) {
 	for _, p := range r.parked {
 		if p.User == req.User && p.Member != req.Member {
-			return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
+			return false, wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
 		}
 	}
 	r.parked = append(r.parked, *req)
 	s.requestSync(r, 0)
-	return errParked
+	return true, nil
 }
 
 func (s *Shard) requestSync(r *room, after uint64) {
-	if !r.syncing.IsZero() {
+	if !r.syncDue.IsZero() {
 		// One is on its way; what it reads may already be stale for whoever asked now
 		// (a subscription that came back meanwhile): ask again when it answers.
 		r.syncAgain = true
 		return
 	}
-	r.syncing = time.Now()
+	r.syncDue = time.Now().Add(syncRetry)
 	r.syncAgain = false
 	s.cfg.Remote.Sync(r.name, after)
 }
@@ -143,8 +140,8 @@ func (s *Shard) resync(r *room) {
 // retrySyncs asks again for the syncs that went unanswered.
 func (s *Shard) retrySyncs(now time.Time) {
 	for _, r := range s.rooms {
-		if !r.syncing.IsZero() && now.Sub(r.syncing) >= syncRetry {
-			r.syncing = time.Time{}
+		if !r.syncDue.IsZero() && !now.Before(r.syncDue) {
+			r.syncDue = time.Time{}
 			s.resync(r)
 		}
 	}
@@ -247,7 +244,7 @@ func (s *Shard) reset(r *room, reason string) {
 	r.hist = newHistory(r.hist.size)
 	r.typing = nil
 	r.pending = nil
-	r.syncing = time.Time{}
+	r.syncDue = time.Time{}
 	s.requestSync(r, 0)
 }
 
@@ -256,7 +253,7 @@ func (s *Shard) synced(name string, st *RoomState) {
 	if r == nil {
 		return
 	}
-	r.syncing = time.Time{}
+	r.syncDue = time.Time{}
 	if st.Err != nil {
 		for _, req := range r.parked {
 			reply(req.Reply, wire.Errorf(wire.CodeUnavailable, "cannot reach the cluster store; try again"))
@@ -269,7 +266,7 @@ func (s *Shard) synced(name string, st *RoomState) {
 		}
 		// Ask again soon: a gap may wait for this answer, and in a quiet room no later
 		// message would reveal it.
-		r.syncing = time.Now().Add(time.Second - syncRetry)
+		r.syncDue = time.Now().Add(time.Second)
 		return
 	}
 	switch {

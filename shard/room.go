@@ -27,7 +27,7 @@ type room struct {
 
 	// With a bridge between hosts, the room mirrors a room ordered elsewhere.
 	synced    bool      // epoch, seq and hist hold the room's state; always true without a bridge
-	syncing   time.Time // when the pending Remote.Sync was asked for; zero when none is
+	syncDue   time.Time // when an unanswered Remote.Sync is asked again; zero when none is pending
 	syncAgain bool      // another sync was wanted while one was on its way
 	pending   []Event   // messages past seq+1, oldest first, waiting for the gap to fill
 	parked    []Request // joins waiting for the room's first state

@@ -336,8 +336,9 @@ func (s *Shard) handle(cmd command) {
 	var err *wire.Error
 	switch cmd.op {
 	case opJoin:
-		err = s.join(&cmd.Request)
-		if err == errParked {
+		var parked bool
+		parked, err = s.join(&cmd.Request)
+		if parked {
 			return // answered when the room's state arrives
 		}
 	case opLeave:
@@ -396,7 +397,8 @@ func (s *Shard) seatOf(req *Request) (*room, string, *wire.Error) {
 	return r, user, nil
 }
 
-func (s *Shard) join(req *Request) *wire.Error {
+// join seats req.Member, or parks the join (parked) while the room waits for its state.
+func (s *Shard) join(req *Request) (parked bool, err *wire.Error) {
 	r := s.rooms[req.Room]
 	if r == nil {
 		r = newRoom(req.Room, s.cfg.History, s.cfg.Remote == nil)
@@ -406,7 +408,7 @@ func (s *Shard) join(req *Request) *wire.Error {
 	if !r.synced {
 		return s.park(r, req)
 	}
-	return s.seat(r, req)
+	return false, s.seat(r, req)
 }
 
 // seat gives req.Member a seat in r, a synced room, and sends it joined.
