@@ -27,11 +27,10 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shardchat/shardchat/bench"
 	"github.com/shardchat/shardchat/hub"
+	"github.com/shardchat/shardchat/internal/chatserver"
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/static"
 	"github.com/shardchat/shardchat/transport"
@@ -159,9 +158,7 @@ func (c *serveCmd) Run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
+	reg := chatserver.NewRegistry()
 	node := c.Node
 	if node == "" {
 		node = transport.DefaultNode()
@@ -173,11 +170,17 @@ func (c *serveCmd) Run() error {
 	if verifier != nil {
 		log.Info("authentication on", "algorithm", verifier.Algorithm())
 	}
+	if c.DebugAddr != "" {
+		stopDebug, err := serveDebug(c.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	hubCfg := hub.Config{
-		Shards:     c.Shards,
-		Shard:      shard.Config{History: c.History},
-		Logger:     log,
-		Registerer: reg,
+		Shards: c.Shards,
+		Shard:  shard.Config{History: c.History},
+		Logger: log,
 	}
 	if c.RedisURL != "" {
 		hubCfg.NewBridge = hub.NewRedisBridge(hub.RedisConfig{
@@ -191,24 +194,9 @@ func (c *serveCmd) Run() error {
 			Registerer: reg,
 		})
 	}
-	h, err := hub.New(hubCfg)
-	if err != nil {
-		return err
-	}
-	if c.DebugAddr != "" {
-		stopDebug, err := serveDebug(c.DebugAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopDebug()
-	}
-	defer h.Close()
-	srv, err := transport.New(transport.Config{
-		Hub:            h,
+	h, srv, err := chatserver.New(reg, hubCfg, transport.Config{
 		Node:           node,
 		Logger:         log,
-		Metrics:        transport.NewMetrics(reg),
-		Gatherer:       reg,
 		Static:         static.FS(),
 		AllowedOrigins: c.AllowedOrigins,
 		MaxConns:       c.MaxConns,
@@ -226,6 +214,7 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	defer h.Close()
 	err = srv.ListenAndServe(ctx, c.Addr, c.ShutdownTimeout, func(addr net.Addr) {
 		log.Info("shardchat listening", "addr", addr.String(), "version", versionString(), "shards", h.Shards())
 	})
@@ -347,7 +336,7 @@ func newLogger(level, format string) *slog.Logger {
 
 type benchCmd struct {
 	URL            []string       `name:"url" placeholder:"ws://HOST:PORT/ws" help:"Server to load; repeat it to spread the clients round robin over several. Without it, a server is started in this process on a free loopback port."`
-	Scenario       string         `short:"s" default:"seed" enum:"seed,burst,fanout,connections,soak" help:"Named workload: seed (500 users, 10 rooms, 10 messages each at 1/s), burst (the same as fast as the server takes them), fanout (1000 users in 1 room, 5 messages each, as fast as allowed), connections (5000 idle users ramped at 1000/s, then 1 message each), soak (500 users chatting at 1/s for --duration, default 1m). The flags below change it."`
+	Scenario       string         `short:"s" default:"seed" enum:"${scenarios}" help:"Named workload: seed (500 users, 10 rooms, 10 messages each at 1/s), burst (the same as fast as the server takes them), fanout (1000 users in 1 room, 5 messages each, as fast as allowed), connections (5000 idle users ramped at 1000/s, then 1 message each), soak (500 users chatting at 1/s for --duration, default 1m). The flags below change it."`
 	Users          *int           `help:"Users, one connection each (default: the scenario's)."`
 	Rooms          *int           `help:"Rooms the users are spread over evenly (default: the scenario's)."`
 	Messages       *int           `help:"Messages each user sends (default: the scenario's)."`
@@ -371,7 +360,7 @@ func (c *benchCmd) Run() error {
 	log := newLogger(c.LogLevel, c.LogFormat)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() { <-ctx.Done(); stop() }() // after the first Ctrl-C, a second one kills at once
+	defer context.AfterFunc(ctx, stop)() // after the first Ctrl-C, a second one kills at once
 	if c.Child {
 		return bench.RunChild(ctx, os.Stdin, os.Stdout, log)
 	}
@@ -387,9 +376,13 @@ func (c *benchCmd) Run() error {
 	} else if len(c.URL) == 0 {
 		procs = 1
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find this executable: %w", err)
+	var child []string
+	if procs > 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find this executable to start --procs children: %w", err)
+		}
+		child = []string{exe, "bench", "--child", "--log-level", c.LogLevel, "--log-format", c.LogFormat}
 	}
 	if c.Runs < 1 || c.Runs > 100 {
 		return fmt.Errorf("--runs %d: must be from 1 to 100", c.Runs)
@@ -415,7 +408,7 @@ func (c *benchCmd) Run() error {
 			SourceIPs:      c.SourceIPs,
 			ConnectTimeout: c.ConnectTimeout,
 			StallTimeout:   c.StallTimeout,
-			ChildCommand:   []string{exe, "bench", "--child", "--log-level", c.LogLevel, "--log-format", c.LogFormat},
+			ChildCommand:   child,
 			Progress:       os.Stderr,
 			Logger:         log,
 			StartServer:    startBenchServer,
@@ -505,7 +498,15 @@ func main() {
 	ctx := kong.Parse(&c,
 		kong.Name("shardchat"),
 		kong.Description("A real-time chat server: rooms, messages, typing and presence over WebSocket, on every core."),
-		kong.Vars{"gomaxprocs": strconv.Itoa(runtime.GOMAXPROCS(0))},
+		kongVars(),
 	)
 	ctx.FatalIfErrorf(ctx.Run())
+}
+
+// kongVars are the values that the flags' tags name as ${...}, worked out where they live.
+func kongVars() kong.Vars {
+	return kong.Vars{
+		"gomaxprocs": strconv.Itoa(runtime.GOMAXPROCS(0)),
+		"scenarios":  strings.Join(bench.ScenarioNames(), ","),
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/shardchat/shardchat/bench"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 func parse(t *testing.T, args ...string) (*cli, error) {
 	t.Helper()
 	var c cli
-	parser, err := kong.New(&c, kong.Name("shardchat"), kong.Vars{"gomaxprocs": strconv.Itoa(runtime.GOMAXPROCS(0))}, kong.Exit(func(int) {}))
+	parser, err := kong.New(&c, kong.Name("shardchat"), kongVars(), kong.Exit(func(int) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +102,20 @@ func TestServeFlags(t *testing.T) {
 	}
 }
 
+// TestBenchScenarioFlag checks that --scenario takes exactly the scenarios the bench has.
+func TestBenchScenarioFlag(t *testing.T) {
+	names := bench.ScenarioNames()
+	for _, name := range names {
+		if c, err := parse(t, "bench", "--scenario", name); err != nil || c.Bench.Scenario != name {
+			t.Errorf("--scenario %s: %q, %v", name, c.Bench.Scenario, err)
+		}
+	}
+	want := `"` + strings.Join(names, `","`) + `"`
+	if _, err := parse(t, "bench", "--scenario", "nope"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("--scenario nope: %v, want an error listing %s", err, want)
+	}
+}
+
 // TestServeProcess runs the real binary: it serves chat, and on SIGTERM it drains, closes
 // sessions with 1012 and exits 0.
 func TestServeProcess(t *testing.T) {
@@ -120,37 +134,17 @@ func TestServeProcess(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
-	read := func() []wire.Event {
-		_, frame, err := conn.Read(ctx)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		evs, err := wire.DecodeFrame(nil, frame)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return evs
-	}
-	if evs := read(); evs[0].Type != wire.TypeWelcome {
-		t.Fatalf("first object %+v", evs[0])
-	}
-	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"join","room":"general","user":"alice"}`)); err != nil {
-		t.Fatal(err)
-	}
-	if evs := read(); evs[0].Type != wire.TypeJoined {
-		t.Fatalf("join answered %+v", evs[0])
+	c := dialWS(t, "ws://"+addr+"/ws")
+	c.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "general", User: "alice"})
+	if ev := c.next(); ev.Type != wire.TypeJoined {
+		t.Fatalf("join answered %+v", ev)
 	}
 
 	exited := make(chan error, 1)
 	go func() { exited <- p.stop(t) }()
-	_, _, err = conn.Read(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = c.conn.Read(ctx)
 	if code := websocket.CloseStatus(err); code != websocket.StatusCode(wire.CloseRestart) {
 		t.Fatalf("after SIGTERM the session ended with %v, want 1012", err)
 	}

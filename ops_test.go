@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -450,8 +451,10 @@ func dockerignore(t *testing.T, file string) func(string) bool {
 }
 
 // TestDeployFilesAgree checks that the deploy files name the same hosts: the upstreams of
-// nginx.conf are services of compose.yaml and targets of prometheus.yml, and compose gives a
-// host more time to stop than the host gives its sessions to drain.
+// nginx.conf are services of compose.yaml and targets of prometheus.yml, compose gives a
+// host more time to stop than the host gives its sessions to drain, and the hosts trust the
+// X-Forwarded-For of compose's network, where nginx is (else every client counts as nginx's
+// one address for the per-address limits).
 func TestDeployFilesAgree(t *testing.T) {
 	read := func(name string) string {
 		t.Helper()
@@ -469,6 +472,9 @@ func TestDeployFilesAgree(t *testing.T) {
 	for _, u := range upstreams {
 		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(u[1]) + `:$`).MatchString(compose) {
 			t.Errorf("nginx.conf sends to %s, which is not a service of compose.yaml", u[1])
+		}
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(u[1]) + `:\n    <<: \*shardchat$`).MatchString(compose) {
+			t.Errorf("compose.yaml: service %s does not take the settings of x-shardchat", u[1])
 		}
 		if !strings.Contains(prom, "- "+u[1]+":"+u[2]) {
 			t.Errorf("prometheus.yml does not scrape %s:%s", u[1], u[2])
@@ -491,6 +497,21 @@ func TestDeployFilesAgree(t *testing.T) {
 			t.Fatalf("compose.yaml: %s: %v", m[0], err)
 		}
 		return d
+	}
+	anchor := regexp.MustCompile(`(?ms)^x-shardchat: &shardchat$.*?^\S`).FindString(compose)
+	proxies := regexp.MustCompile(`(?m)^    SHARDCHAT_TRUSTED_PROXIES: (\S+)$`).FindStringSubmatch(anchor)
+	subnets := regexp.MustCompile(`(?ms)^networks:\n  default:\n    ipam:\n      config:\n        - subnet: (\S+)$`).FindStringSubmatch(compose)
+	switch {
+	case proxies == nil:
+		t.Error("compose.yaml: x-shardchat sets no SHARDCHAT_TRUSTED_PROXIES: behind nginx every client would count as nginx's address")
+	case subnets == nil:
+		t.Error("compose.yaml: the default network has no fixed subnet for SHARDCHAT_TRUSTED_PROXIES to name")
+	default:
+		trusted, err1 := netip.ParsePrefix(proxies[1])
+		subnet, err2 := netip.ParsePrefix(subnets[1])
+		if err := errors.Join(err1, err2); err != nil || trusted != subnet.Masked() {
+			t.Errorf("compose.yaml: SHARDCHAT_TRUSTED_PROXIES %s, want the network's subnet %s (%v)", proxies[1], subnets[1], err)
+		}
 	}
 	drain := duration(`SHARDCHAT_SHUTDOWN_TIMEOUT: (\S+)`)
 	if grace := duration(`stop_grace_period: (\S+)`); grace <= drain+2*time.Second {

@@ -35,13 +35,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	log := cfg.Logger
 	wl := cfg.Workload
-	perProcess, perConn := wl.Users, 1
-	if cfg.Procs > 0 {
-		perProcess = (wl.Users + cfg.Procs - 1) / cfg.Procs
-	} else if len(cfg.URLs) == 0 {
-		perConn = 2 // both ends of every connection are in this process
-	}
-	if err := checkOpenFiles(perProcess, perConn, openFilesLimit()); err != nil {
+	if err := checkOpenFiles(wl.Users, cfg.Procs, len(cfg.URLs) == 0, openFilesLimit()); err != nil {
 		return nil, err
 	}
 

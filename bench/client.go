@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/shardchat/shardchat/transport/wire"
 )
@@ -114,25 +115,24 @@ func (c *client) connect(ctx context.Context) error {
 	if err != nil {
 		return fail("no welcome: %v", shortError(err))
 	}
-	first, rest, _ := bytes.Cut(frame, []byte{'\n'})
-	var welcome wire.Event
-	if err := json.Unmarshal(first, &welcome); err != nil || welcome.Type != wire.TypeWelcome || welcome.Limits == nil {
-		return fail("the first object is not a welcome with limits: %.80q", first)
+	events, err := wire.DecodeFrame(nil, frame)
+	if len(events) == 0 || events[0].Type != wire.TypeWelcome || events[0].Limits == nil {
+		return fail("the first object is not a welcome with limits: %.80q", frame)
+	}
+	if err != nil {
+		return fail("after the welcome: %v", err)
 	}
 	c.w.connectTimes.recordMicros(c.id, []int64{time.Since(start).Microseconds()})
-	c.conn, c.limits = conn, *welcome.Limits
+	c.conn, c.limits = conn, *events[0].Limits
+	events = events[1:]
 
 	join, _ := json.Marshal(wire.ClientRequest{Type: wire.TypeJoin, Room: c.w.roomName(c.room), User: userName(c.id), Ref: joinRef})
 	if err := conn.Write(ctx, websocket.MessageText, join); err != nil {
 		return fail("send join: %v", shortError(err))
 	}
 	for {
-		for line := range bytes.SplitSeq(rest, []byte{'\n'}) {
-			if len(line) == 0 {
-				continue
-			}
-			var ev wire.Event
-			if err := json.Unmarshal(line, &ev); err != nil || ev.Ref != joinRef {
+		for _, ev := range events {
+			if ev.Ref != joinRef {
 				continue // presence of users joining after this one, say
 			}
 			switch ev.Type {
@@ -147,11 +147,14 @@ func (c *client) connect(ctx context.Context) error {
 				return fail("join refused: %s", ev.Code)
 			}
 		}
-		if rest, err = readFrame(ctx, conn); err != nil {
+		if frame, err = readFrame(ctx, conn); err != nil {
 			if code := websocket.CloseStatus(err); code != -1 {
 				c.closeCode = int(code) // the server closed it while it joined: a close seen all the same
 			}
 			return fail("no joined: %v", shortError(err))
+		}
+		if events, err = wire.DecodeFrame(events[:0], frame); err != nil {
+			return fail("while joining: %v", err)
 		}
 	}
 }
@@ -205,17 +208,19 @@ func userName(id int) string { return fmt.Sprintf("u%d", id) }
 type frameState struct {
 	now     int64 // when the frame arrived, Unix nanoseconds
 	obj     object
-	latency [64]int64 // microseconds, flushed to the histogram when full and per frame
+	latency [64]int64 // microseconds, flushed to the histogram when full and as readLoop ends
 	n       int
 }
 
 // readLoop reads the server's frames until the connection ends, accounting for every object.
 // It is the only reader of the connection: one goroutine per client, no timers, and a frame
 // buffer borrowed from the worker's pool, since a buffer per client would cost more memory
-// than the connection itself.
+// than the connection itself. The latency histogram is read only once the readers have ended,
+// so latencies go to it in batches of len(frameState.latency), the rest as readLoop returns.
 func (c *client) readLoop() {
 	defer close(c.done)
 	var st frameState
+	defer c.flushLatency(&st)
 	for {
 		typ, r, err := c.conn.Reader(context.Background())
 		if err != nil {
@@ -255,7 +260,6 @@ func (c *client) handleFrame(st *frameState, frame []byte) {
 			c.handleLine(st, line)
 		}
 	}
-	c.flushLatency(st)
 	if n := c.track.delivered - before; n > 0 {
 		c.delivered.Add(n)
 		c.contiguous.Store(c.track.next - 1)
@@ -355,7 +359,7 @@ const rateMargin = 0.97
 // It returns once every message it sent was echoed or refused, or when ctx is done or the
 // connection ends. One goroutine and one timer per sender, whatever the number of messages.
 func (c *client) sendLoop(ctx context.Context, p sendPlan) {
-	bucket := newTokenBucket(c.limits.Rate*rateMargin, c.limits.Burst, p.start)
+	bucket := newServerBucket(c.limits)
 	next := p.start.Add(p.offset)
 	var interval time.Duration
 	if p.rate > 0 {
@@ -392,9 +396,9 @@ func (c *client) sendLoop(ctx context.Context, p sendPlan) {
 			}
 			continue
 		}
-		at := bucket.readyAt(now)
-		if next.After(at) {
-			at = next
+		at := next
+		if !at.After(now) {
+			at = now.Add(bucket.wait(now)) // the plan's time has come: the server's bucket decides
 		}
 		if at.After(now) {
 			timer.Reset(at.Sub(now))
@@ -417,49 +421,54 @@ func (c *client) sendLoop(ctx context.Context, p sendPlan) {
 		}
 		sent++
 		c.sent.Store(sent)
-		bucket.take(now)
+		bucket.sent()
 		next = next.Add(interval)
 	}
 }
 
-// tokenBucket mirrors the server's rate limiter for one connection: burst tokens, refilled
-// at rate a second. Owned by one sender.
-type tokenBucket struct {
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
+// serverBucket mirrors the server's rate limit for one connection (the limiter of
+// transport/session.go, at rateMargin of its rate), so that the sender waits rather than be
+// refused. Owned by one sender.
+type serverBucket struct {
+	limit   rate.Limit
+	burst   int
+	lim     *rate.Limiter
+	taken   bool              // the next message's token is taken: it may go
+	reserve *rate.Reservation // or reserved, for when the bucket will have it
 }
 
-func newTokenBucket(rate float64, burst int, now time.Time) tokenBucket {
-	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
-}
-
-func (b *tokenBucket) refill(now time.Time) {
-	if now.After(b.last) {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-		b.last = now
+func newServerBucket(l wire.Limits) serverBucket {
+	b := serverBucket{limit: rate.Inf, burst: max(l.Burst, 1)}
+	if l.Rate > 0 { // 0: the server announced no limit
+		b.limit = rate.Limit(l.Rate * rateMargin)
 	}
+	b.lim = rate.NewLimiter(b.limit, b.burst)
+	return b
 }
 
-// readyAt is when the bucket will hold a token.
-func (b *tokenBucket) readyAt(now time.Time) time.Time {
-	if b.rate <= 0 {
-		return now // the server announced no limit
+// wait takes the token of the next message and says how long until the message may go: 0
+// when the bucket held one. Until sent, it keeps that token and says how long is left.
+func (b *serverBucket) wait(now time.Time) time.Duration {
+	switch {
+	case b.taken:
+		return 0
+	case b.reserve != nil:
+		return b.reserve.DelayFrom(now)
+	case b.lim.AllowN(now, 1): // a token at hand, without a Reservation to allocate
+		b.taken = true
+		return 0
 	}
-	b.refill(now)
-	if b.tokens >= 1 {
-		return now
-	}
-	return now.Add(time.Duration((1 - b.tokens) / b.rate * float64(time.Second)))
+	b.reserve = b.lim.ReserveN(now, 1)
+	return b.reserve.DelayFrom(now)
 }
 
-func (b *tokenBucket) take(now time.Time) {
-	b.refill(now)
-	b.tokens--
-}
+// sent says that the message of the token went.
+func (b *serverBucket) sent() { b.taken, b.reserve = false, nil }
 
-func (b *tokenBucket) empty(now time.Time) {
-	b.refill(now)
-	b.tokens = min(b.tokens, 0)
+// empty says that the server refused a message: its bucket is empty at now, whatever this one
+// holds, and the next token comes a whole interval later.
+func (b *serverBucket) empty(now time.Time) {
+	b.lim = rate.NewLimiter(b.limit, b.burst)
+	b.lim.ReserveN(now, b.burst)
+	b.taken, b.reserve = false, nil
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"syscall"
 	"time"
 )
@@ -43,7 +42,8 @@ type Config struct {
 	// `shardchat serve` does. Required without URLs.
 	StartServer ServerStarter
 	// ChildCommand starts one child process for Procs: a command that runs RunChild on its
-	// standard input and output. Default: this executable with the arguments "bench --child".
+	// standard input and output, such as this executable with "bench --child". Required with
+	// Procs.
 	ChildCommand []string
 	// Progress receives a progress bar while the run goes on, when it is a terminal.
 	// Default: none.
@@ -116,13 +116,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Procs > 0 && len(c.ChildCommand) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return c, fmt.Errorf("find this executable to start --procs children: %w", err)
-		}
-		c.ChildCommand = []string{exe, "bench", "--child"}
-	}
 	return c, c.validate()
 }
 
@@ -132,6 +125,9 @@ func (c Config) validate() error {
 	}
 	if c.Procs < 0 || c.Procs > c.Workload.Users {
 		return fmt.Errorf("procs %d: want 0 (clients in this process) to the number of users (%d)", c.Procs, c.Workload.Users)
+	}
+	if c.Procs > 0 && len(c.ChildCommand) == 0 {
+		return fmt.Errorf("procs %d: no ChildCommand to start the child processes with", c.Procs)
 	}
 	for _, u := range c.URLs {
 		if err := checkURL(u); err != nil {
@@ -157,19 +153,27 @@ func checkURL(raw string) error {
 	return nil
 }
 
-// checkOpenFiles refuses a process share that would run out of file descriptors midway,
-// saying how to split it. perConn is 2 when the server runs in the same process.
-func checkOpenFiles(users, perConn int, limit uint64) error {
+// checkOpenFiles refuses a run that would run out of file descriptors midway, saying how to
+// split it. Every process needs a descriptor per socket it holds, and fdHeadroom besides: with
+// procs 0 this one holds the clients' sockets (and, with the embedded server, the server's
+// ends too); with procs, each child holds its share of the clients' sockets, and this one the
+// embedded server's ends of all of them.
+func checkOpenFiles(users, procs int, embedded bool, limit uint64) error {
 	if limit == 0 {
 		return nil // unknown
 	}
-	need := uint64(users*perConn + fdHeadroom)
-	if need <= limit {
-		return nil
+	need := func(sockets int) uint64 { return uint64(sockets + fdHeadroom) }
+	switch share := (users + max(procs, 1) - 1) / max(procs, 1); {
+	case procs == 0 && embedded && need(2*users) > limit:
+		return fmt.Errorf("%d users need about %d open files in one process, past its limit of %d: %s", users, need(2*users), limit,
+			"use --procs (the embedded server then has this process to itself) or --url to a separate server")
+	case procs == 0 && need(users) > limit:
+		return fmt.Errorf("%d users need about %d open files in one process, past its limit of %d: %s", users, need(users), limit,
+			"use --procs to spread the users over child processes")
+	case procs > 0 && need(share) > limit:
+		return fmt.Errorf("%d users need about %d open files in each of %d child processes, past their limit of %d: use more --procs", users, need(share), procs, limit)
+	case procs > 0 && embedded && need(users) > limit:
+		return fmt.Errorf("the embedded server's ends of %d connections need about %d open files in this process, past its limit of %d: raise the limit (ulimit -n) or load a separate server with --url", users, need(users), limit)
 	}
-	hint := "use --procs to spread the users over child processes"
-	if perConn > 1 {
-		hint = "use --procs (the embedded server then has this process to itself) or --url to a separate server"
-	}
-	return fmt.Errorf("%d users need about %d open files in one process, past its limit of %d: %s", users, need, limit, hint)
+	return nil
 }

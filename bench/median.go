@@ -14,10 +14,7 @@ type figure struct {
 	format func(float64) string
 }
 
-func mib(v float64) string   { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
-func kib(v float64) string   { return fmt.Sprintf("%.1f KiB", v/1024) }
-func secs(v float64) string  { return fmt.Sprintf("%.2f s", v) }
-func ratio(v float64) string { return fmt.Sprintf("%.3f%%", 100*v) }
+func secs(v float64) string { return fmt.Sprintf("%.2f s", v) }
 
 func always(f func(*Report) float64) func(*Report) (float64, bool) {
 	return func(r *Report) (float64, bool) { return f(r), true }
@@ -38,11 +35,11 @@ var figures = []figure{
 	{"connect time p99", always(func(r *Report) float64 { return r.Connections.P99Ms }), fmtMs},
 	{"messages per second", always(func(r *Report) float64 { return r.Messages.PerSecond }), fmtRate},
 	{"deliveries per second", always(func(r *Report) float64 { return r.Deliveries.PerSecond }), fmtRate},
-	{"message delivery ratio", always(func(r *Report) float64 { return r.Deliveries.Ratio }), ratio},
+	{"message delivery ratio", always(func(r *Report) float64 { return r.Deliveries.Ratio }), fmtRatio},
 	{"end-to-end latency p50", always(func(r *Report) float64 { return r.LatencyMs.P50 }), fmtMs},
 	{"end-to-end latency p99", always(func(r *Report) float64 { return r.LatencyMs.P99 }), fmtMs},
-	{"server RSS under load", fromServer(func(s *ServerFigures) float64 { return s.RSSLoaded }), mib},
-	{"server memory per connection (Go heap and stacks)", fromServer(func(s *ServerFigures) float64 { return s.GoMemoryPerConnection }), kib},
+	{"server RSS under load", fromServer(func(s *ServerFigures) float64 { return s.RSSLoaded }), fmtBytes},
+	{"server memory per connection (Go heap and stacks)", fromServer(func(s *ServerFigures) float64 { return s.GoMemoryPerConnection }), fmtBytes},
 	{"server CPU", fromServer(func(s *ServerFigures) float64 { return s.CPUSeconds }), secs},
 	{"bench CPU", always(func(r *Report) float64 { return r.Bench.CPUSeconds }), secs},
 }

@@ -72,10 +72,9 @@ type childWorker struct {
 	exited  chan struct{}     // closed when the child's standard output ends
 
 	// Guarded by mu.
-	mu       sync.Mutex
-	progr    progressCounts
-	readErr  error
-	finished bool
+	mu      sync.Mutex
+	progr   progressCounts
+	readErr error
 }
 
 // startChild starts a child process with its share of the run; it connects its clients at once.
@@ -214,9 +213,6 @@ func (c *childWorker) drain(ctx context.Context, final []uint64) error {
 // finish asks for the child's result and waits for it and for the child to exit; a child that
 // does not answer within finishTimeout is killed.
 func (c *childWorker) finish(ctx context.Context) (tally, error) {
-	c.mu.Lock()
-	c.finished = true
-	c.mu.Unlock()
 	_ = c.write(childMessage{Op: opFinish}) // a child that already finished on its own still answers
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()

@@ -307,10 +307,11 @@ func (r *Report) WriteTable(out io.Writer) error {
 	return err
 }
 
-// Err says in one line what kept the run from being whole: an interrupt, or clients that
-// could not connect or join. It is nil for a whole run; the figures stand either way.
+// Err says in one line what kept the run from being whole: an interrupt, clients that could
+// not connect or join, or deliveries missing, duplicated or out of order. It is nil for a
+// whole run; the figures stand either way.
 func (r *Report) Err() error {
-	c := r.Connections
+	c, d := r.Connections, r.Deliveries
 	switch {
 	case r.Interrupted:
 		return errors.New("interrupted: the figures above are what was measured until then")
@@ -321,6 +322,8 @@ func (r *Report) Err() error {
 			first = ", most for this reason: " + reasons[0]
 		}
 		return fmt.Errorf("%d of %d clients could not connect or join%s; the figures above are for the %d that did", c.Failed, c.Attempted, first, c.Made)
+	case d.Missing > 0 || d.Duplicated > 0 || d.OutOfOrder > 0:
+		return fmt.Errorf("of %d deliveries owed, %d missing, %d duplicated, %d out of order", d.Expected, max(d.Missing, 0), d.Duplicated, d.OutOfOrder)
 	}
 	return nil
 }

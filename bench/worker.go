@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/shardchat/shardchat/transport/wire"
 )
 
 // workerSpec is one process's share of a run: users First to First+Count-1. The parent sends
@@ -118,13 +120,7 @@ func newWorker(spec workerSpec, log *slog.Logger) *worker {
 	for r := range spec.Workload.Rooms {
 		name := fmt.Sprintf("bench-%s-%d", spec.RunID, r)
 		w.rooms = append(w.rooms, name)
-		// The object is built once per room; a message then costs a copy and a ref.
-		prefix := []byte(`{"type":"message","room":`)
-		prefix = appendJSONString(prefix, name)
-		prefix = append(prefix, `,"text":`...)
-		prefix = appendJSONString(prefix, text)
-		prefix = append(prefix, `,"ref":"`...)
-		w.prefixes = append(w.prefixes, prefix)
+		w.prefixes = append(w.prefixes, messagePrefix(name, text))
 	}
 	hcs := httpClients(spec.SourceIPs, nil)
 	var slow []*http.Client
@@ -144,9 +140,12 @@ func newWorker(spec workerSpec, log *slog.Logger) *worker {
 
 func (w *worker) roomName(room int) string { return w.rooms[room] }
 
-func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return append(dst, b...)
+// messagePrefix is a room's message object up to its ref's value, built once per room: a
+// message then costs a copy, its ref and the closing `"}`. The ref goes last, where the
+// encoder of wire.ClientRequest would not put it.
+func messagePrefix(room, text string) []byte {
+	b, _ := json.Marshal(wire.ClientRequest{Type: wire.TypeMessage, Room: room, Text: text}) // strings always marshal
+	return append(b[:len(b)-1], `,"ref":"`...)
 }
 
 // fillerText is size bytes of printable ASCII that no JSON encoder escapes.
@@ -298,9 +297,11 @@ func (w *worker) sendOwed() bool {
 }
 
 // watch waits until done is closed or ctx is done, calling stop when progress() has not
-// moved for the stall timeout while owed() says the server still owes something.
+// moved for the stall timeout while owed() says the server still owes something. Each look
+// scans every client, which at 100k clients costs milliseconds of a core the server may
+// share: it looks watchTicks times a stall timeout, and at most every minWatchTick.
 func (w *worker) watch(ctx context.Context, done <-chan struct{}, progress func() int64, owed func() bool, what string, stop func()) {
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(watchTick(w.spec.StallTimeout))
 	defer tick.Stop()
 	last, lastMoved := progress(), time.Now()
 	for {
@@ -327,6 +328,17 @@ func (w *worker) watch(ctx context.Context, done <-chan struct{}, progress func(
 	}
 }
 
+// How often watch looks for a stall: the stall timeout over watchTicks, but not more often
+// than every minWatchTick. A stall is then noticed at most a tick late.
+const (
+	watchTicks   = 20
+	minWatchTick = 250 * time.Millisecond
+)
+
+func watchTick(stallTimeout time.Duration) time.Duration {
+	return max(stallTimeout/watchTicks, minWatchTick)
+}
+
 func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
@@ -347,6 +359,10 @@ func (w *worker) maxSeqs() []uint64 {
 	return out
 }
 
+// drainPoll is how often drain looks whether every client has everything: a scan of every
+// client, and at most this late an end to the phase.
+const drainPoll = 50 * time.Millisecond
+
 // drain waits until every client still connected has every seq of its room up to final, or
 // until deliveries stop moving for the stall timeout.
 func (w *worker) drain(ctx context.Context, final []uint64) error {
@@ -355,7 +371,7 @@ func (w *worker) drain(ctx context.Context, final []uint64) error {
 	defer cancel()
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(5 * time.Millisecond)
+		tick := time.NewTicker(drainPoll)
 		defer tick.Stop()
 		for !w.drained(final) {
 			select {
