@@ -18,6 +18,9 @@ const BACKOFF_MAX = 30000;
 const NAME_RETRY = 3000; // a name of ours may be held by our own previous, dying connection
 const RATE_MARGIN = 0.9; // send a little under the server's rate: its clock counts arrivals, not sends
 const CONNECT_TIMEOUT = 10000; // a connect to a vanished host can hang for minutes
+const MAX_FRAME = 16384; // bytes in one frame to the server; more and it closes with 1009
+const UNAVAILABLE_FIRST = 1000; // wait before sending again after "unavailable", doubling up to BACKOFF_MAX
+const SIGNED_OUT = "Your sign-in has expired. Open a fresh sign-in link to go on.";
 
 const $ = (id) => document.getElementById(id);
 
@@ -49,13 +52,17 @@ const state = {
   lastHeard: 0,
   everConnected: false,
   welcomed: false, // whether the current connection got its welcome
+  refusedCloses: 0, // closes with 1008 or 1009 since our last message went through; they slow reconnects
 
   requests: new Map(), // ref -> what we asked, for this connection; messages live in outbox
   joinQueue: [], // joins waiting for the connection: {room, source}
+  nameRetries: new Map(), // room -> {tries, timer, source}: joins refused as name_taken, tried again
   outbox: new Map(), // ref -> our message until its echo comes back
   tokens: 20,
   tokensAt: 0,
   outboxTimer: 0,
+  holdUntil: 0, // no message goes out before this (performance.now()): the server was unavailable
+  holdDelay: 0, // the last such wait, doubled on each "unavailable" until a message goes through
 
   typingRoom: null, // the room we told that we are typing
   typingSentAt: 0,
@@ -183,6 +190,23 @@ function socketGone(ws, code) {
     }
   }
   state.requests.clear();
+  // A join that waits to be tried again goes with the next connection instead.
+  for (const [name, retry] of state.nameRetries) {
+    if (!retry.timer) continue;
+    clearTimeout(retry.timer);
+    retry.timer = 0;
+    if (!state.rooms.has(name) && !state.joinQueue.some((j) => j.room === name)) state.joinQueue.push({ room: name, source: retry.source });
+  }
+  // 1008 and 1009 say that what we sent was wrong (1009: a frame over MAX_FRAME), so the
+  // message on its way must not go again by itself: it would close the next connection too.
+  if (code === 1008 || code === 1009) {
+    state.refusedCloses++;
+    for (const entry of state.outbox.values()) {
+      if (entry.state !== "sent") continue;
+      entry.state = "failed";
+      entry.error = code === 1009 ? "it is too big for the server." : "the server refused it.";
+    }
+  }
   for (const room of state.rooms.values()) {
     room.joined = false;
     room.typing.forEach((t) => clearTimeout(t));
@@ -217,7 +241,9 @@ function scheduleReconnect() {
   }
   // Exponential backoff with jitter, so that the clients of a restarted server do not all
   // come back in the same instant.
-  const ceiling = Math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ** state.attempt);
+  // A join resets attempt, so refused closes count on their own: a client the server keeps
+  // refusing comes back slower and slower.
+  const ceiling = Math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (state.attempt + state.refusedCloses));
   const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
   state.attempt++;
   state.retryAt = Date.now() + delay;
@@ -260,7 +286,7 @@ const connSpoken = {
   open: "Connected.",
   waiting: "Connection lost. Reconnecting soon.",
   offline: "You are offline.",
-  expired: "Your sign-in has expired.",
+  expired: SIGNED_OUT,
 };
 
 function setConn(conn) {
@@ -296,7 +322,7 @@ function renderConn() {
       break;
     case "expired":
       text = "Signed out";
-      banner = "Your sign-in has expired. Open a fresh sign-in link to go on.";
+      banner = SIGNED_OUT;
       break;
     default:
       text = "Not connected";
@@ -305,7 +331,7 @@ function renderConn() {
   if (state.joinView && $("join-submit").disabled) {
     const status = $("join-status");
     if (state.conn === "expired") {
-      status.textContent = "Your sign-in has expired. Open a fresh sign-in link to go on.";
+      status.textContent = SIGNED_OUT;
       status.classList.add("error");
     } else if (state.conn === "waiting" || state.conn === "offline") {
       let why = `Cannot reach the server. ${text}.`;
@@ -401,6 +427,7 @@ function onJoined(obj) {
   state.requests.delete(obj.ref);
   state.user = state.connUser = obj.user;
   state.attempt = 0;
+  forgetNameRetry(obj.room);
   rememberUser();
 
   let room = state.rooms.get(obj.room);
@@ -415,7 +442,6 @@ function onJoined(obj) {
   const previousEpoch = room.epoch;
   room.joined = true;
   room.users = new Set(obj.users || []);
-  room.nameRetries = 0;
 
   const backlog = obj.history || [];
   if (obj.recovered) {
@@ -473,6 +499,12 @@ function confirmOwn(m) {
   const entry = state.outbox.get(m.ref);
   entry.node?.remove();
   state.outbox.delete(m.ref);
+  // It went through: the server takes our messages again.
+  state.refusedCloses = 0;
+  if (state.holdDelay) {
+    state.holdDelay = state.holdUntil = 0;
+    clearNote("warn");
+  }
   if (entry.state === "sent") queueMicrotask(flushOutbox);
 }
 
@@ -614,6 +646,11 @@ function onError(obj) {
   notice(obj.message || `The server said ${obj.code}.`);
 }
 
+function forgetNameRetry(name) {
+  clearTimeout(state.nameRetries.get(name)?.timer);
+  state.nameRetries.delete(name);
+}
+
 const friendly = {
   unauthorized: (room) => (auth.sub ? `Your sign-in does not let you into #${room}.` : ""),
   name_taken: (room, user) => `Someone in #${room} is already called “${user}”. Pick another name.`,
@@ -631,16 +668,21 @@ function onJoinError(req, obj) {
   if (obj.code === "name_taken" && ["rejoin", "restore", "rejoin-later"].includes(req.source)) {
     // Most likely our own previous connection, which the server has not seen die yet: it
     // lets go of the name within a ping interval, so try again for a while.
+    // The timer is kept so that a new connection can take the join over (see socketGone).
     const room = state.rooms.get(req.room);
-    const tries = room ? ++room.nameRetries : (state.restoreTries = (state.restoreTries || 0) + 1);
-    if (tries <= 20) {
-      if (room && tries === 1) addSys(room, `Waiting for your previous connection to let go of the name “${state.user}”…`, "warn");
-      setTimeout(() => {
+    const retry = state.nameRetries.get(req.room) || { tries: 0, timer: 0, source: req.source };
+    state.nameRetries.set(req.room, retry);
+    if (++retry.tries <= 20) {
+      if (room && retry.tries === 1) addSys(room, `Waiting for your previous connection to let go of the name “${state.user}”…`, "warn");
+      clearTimeout(retry.timer);
+      retry.timer = setTimeout(() => {
+        retry.timer = 0;
         if (state.conn === "open" && !(room && room.joined)) sendJoin(req.room, req.source);
       }, NAME_RETRY);
       return;
     }
   }
+  forgetNameRetry(req.room);
   const message = explain(obj, req.room, state.user);
   if (req.source === "form" || req.source === "restore") {
     loadBusyRooms();
@@ -708,8 +750,8 @@ function createRoom(name) {
     savedScroll: null,
     loadingOlder: false,
     atStart: false,
-    nameRetries: 0,
     draft: "",
+    item: null, // its entry in the sidebar, made by roomItem
   };
   scroller.addEventListener("scroll", () => onScroll(room), { passive: true });
   state.rooms.set(name, room);
@@ -731,10 +773,12 @@ function leaveRoom(name) {
   const room = state.rooms.get(name);
   if (!room) return;
   send({ type: "leave", room: name, ref: newRef("l") });
+  forgetNameRetry(name);
   if (state.typingRoom === name) state.typingRoom = null;
   room.typing.forEach((t) => clearTimeout(t));
   for (const [ref, entry] of state.outbox) if (entry.room === name) state.outbox.delete(ref);
   room.scroller.remove();
+  room.item?.li.remove();
   const names = [...state.rooms.keys()];
   const i = names.indexOf(name);
   state.rooms.delete(name);
@@ -797,12 +841,17 @@ function avatarFor(user, small) {
   return a;
 }
 
+// Made once: a formatter is costly to make, and a busy room formats every message.
+const timeFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const dayFormat = new Intl.DateTimeFormat([], { month: "short", day: "numeric" });
+// toLocaleString's default: numeric date and time, with seconds.
+const fullFormat = new Intl.DateTimeFormat([], { year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric" });
+
 function formatTime(ts) {
   const d = new Date(ts);
-  const now = new Date();
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  if (d.toDateString() === now.toDateString()) return time;
-  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })}, ${time}`;
+  const time = timeFormat.format(d);
+  if (d.toDateString() === new Date().toDateString()) return time;
+  return `${dayFormat.format(d)}, ${time}`;
 }
 
 // appendText fills node with text, with web addresses as links. Everything goes in as text
@@ -845,7 +894,7 @@ function messageNode(m, { pending } = {}) {
   if (m.ts) {
     const time = el("time", null, formatTime(m.ts));
     time.dateTime = new Date(m.ts).toISOString();
-    time.title = new Date(m.ts).toLocaleString();
+    time.title = fullFormat.format(m.ts);
     meta.append(time);
   }
   const text = el("div", "text");
@@ -1014,6 +1063,16 @@ function submitMessage() {
     return;
   }
   const ref = newRef("m");
+  // JSON writes a control character as six bytes (\u0001), so a text within the limit can
+  // still make a frame the server closes the connection over.
+  const frame = textBytes(JSON.stringify({ type: "message", room: room.name, text, ref }));
+  if (frame > MAX_FRAME) {
+    composerNote(
+      `That message is too big to send: its special characters take up to 6 bytes each on the way, ${frame} bytes in all, over the limit of ${MAX_FRAME}. Remove some, or send it in parts.`,
+      "error",
+    );
+    return;
+  }
   const entry = { ref, room: room.name, text, state: "queued", node: null, error: "" };
   state.outbox.set(ref, entry);
   textarea.value = "";
@@ -1042,6 +1101,12 @@ function refillTokens() {
 function flushOutbox() {
   clearTimeout(state.outboxTimer);
   if (state.conn !== "open") return;
+  const hold = state.holdUntil - performance.now();
+  if (hold > 0) {
+    state.outboxTimer = setTimeout(flushOutbox, hold);
+    renderOutbox();
+    return;
+  }
   const blocked = new Set();
   for (const entry of state.outbox.values()) {
     if (entry.state === "sent") break;
@@ -1063,14 +1128,23 @@ function flushOutbox() {
     if (send({ type: "message", room: entry.room, text: entry.text, ref: entry.ref })) entry.state = "sent";
     break;
   }
-  clearNote("warn");
+  // After "unavailable" the note stays until a message goes through (confirmOwn).
+  if (!state.holdDelay) clearNote("warn");
   renderOutbox();
 }
 
 function onMessageError(entry, obj) {
   switch (obj.code) {
-    case "rate_limited":
     case "unavailable":
+      // The cluster cannot order messages (its bus or store is down): ours go again, more
+      // and more slowly, until one goes through.
+      entry.state = "queued";
+      state.holdDelay = state.holdDelay ? Math.min(BACKOFF_MAX, state.holdDelay * 2) : UNAVAILABLE_FIRST;
+      state.holdUntil = performance.now() + state.holdDelay;
+      composerNote("The server cannot send messages right now; retrying…", "warn");
+      flushOutbox();
+      break;
+    case "rate_limited":
       entry.state = "queued";
       state.tokens = 0;
       state.tokensAt = performance.now();
@@ -1175,42 +1249,52 @@ function renderTyping() {
 
 // ---------------------------------------------------------------- rendering
 
+// roomItem is room's entry in the sidebar, made once: renderRoomList updates it in place, so
+// that messages to a room not on screen touch only its badge.
+function roomItem(room) {
+  if (room.item) return room.item;
+  const li = el("li");
+  const btn = el("button", "room-btn");
+  btn.type = "button";
+  btn.dataset.room = room.name;
+  btn.append(el("span", "hash", "#"), el("span", "name", room.name));
+  btn.addEventListener("click", () => activate(room.name));
+  const leave = el("button", "room-leave", "✕");
+  leave.type = "button";
+  leave.setAttribute("aria-label", `Leave #${room.name}`);
+  leave.title = `Leave #${room.name}`;
+  leave.addEventListener("click", () => leaveRoom(room.name));
+  li.append(btn, leave);
+  room.item = { li, btn, badge: el("span", "badge") };
+  return room.item;
+}
+
 function renderRoomList() {
   const list = $("room-list");
-  const items = [];
   let unreadElsewhere = 0;
+  let i = 0;
   for (const room of state.rooms.values()) {
-    const li = el("li");
-    if (room.name === state.active) li.classList.add("active");
-    if (room.unread) li.classList.add("unread");
-    const btn = el("button", "room-btn");
-    btn.type = "button";
-    btn.dataset.room = room.name;
-    btn.append(el("span", "hash", "#"), el("span", "name", room.name));
-    if (room.name === state.active) btn.setAttribute("aria-current", "page");
+    const { li, btn, badge } = roomItem(room);
+    const active = room.name === state.active;
+    li.classList.toggle("active", active);
+    li.classList.toggle("unread", room.unread > 0);
+    if (active) btn.setAttribute("aria-current", "page");
+    else btn.removeAttribute("aria-current");
     if (room.unread) {
-      const badge = el("span", "badge", room.unread > 99 ? "99+" : String(room.unread));
-      btn.append(badge);
+      badge.textContent = room.unread > 99 ? "99+" : String(room.unread);
+      if (badge.parentNode !== btn) btn.append(badge);
       btn.setAttribute("aria-label", `${room.name}, ${room.unread} unread`);
-      if (room.name !== state.active) unreadElsewhere += room.unread;
+      if (!active) unreadElsewhere += room.unread;
+    } else {
+      badge.remove();
+      btn.removeAttribute("aria-label");
     }
-    btn.addEventListener("click", () => activate(room.name));
-    const leave = el("button", "room-leave", "✕");
-    leave.type = "button";
-    leave.setAttribute("aria-label", `Leave #${room.name}`);
-    leave.title = `Leave #${room.name}`;
-    leave.addEventListener("click", () => leaveRoom(room.name));
-    li.append(btn, leave);
-    items.push(li);
+    // Rooms join at the end and leaveRoom takes its item out, so only a new room moves here
+    // (a moved node would lose the focus).
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+    i++;
   }
-  // Keep the focus on the same control across the re-render.
-  const focused = document.activeElement?.closest?.("#room-list li button");
-  const focusKey = focused && [focused.className, focused.closest("li").querySelector(".room-btn").dataset.room];
-  list.replaceChildren(...items);
-  if (focusKey) {
-    const again = list.querySelector(`.room-btn[data-room="${CSS.escape(focusKey[1])}"]`)?.closest("li");
-    again?.querySelector(`.${focusKey[0].split(" ")[0]}`)?.focus();
-  }
+  while (list.children.length > i) list.lastElementChild.remove();
   const badge = $("menu-badge");
   badge.hidden = !unreadElsewhere;
   badge.textContent = unreadElsewhere > 99 ? "99+" : String(unreadElsewhere);
@@ -1397,8 +1481,9 @@ $("text").addEventListener("keydown", (ev) => {
     submitMessage();
   }
 });
-// Some input paths (DevTools key events, a few virtual keyboards) deliver the line break of
-// an Enter whose keydown was cancelled as an insertion of its own, before the keyup.
+// Some input paths deliver the line break of an Enter whose keydown was cancelled as an
+// insertion of its own, before the keyup. The known case is DevTools key events, which is
+// how chromedp types in the UI tests (SendKeys with "\n"); a few virtual keyboards may too.
 $("text").addEventListener("beforeinput", (ev) => {
   if (swallowBreak && (ev.inputType === "insertLineBreak" || ev.inputType === "insertParagraph")) {
     ev.preventDefault();
@@ -1608,7 +1693,7 @@ function start() {
     if (!rooms.includes(first)) joinRoom(first, "restore");
   } else if (tokenExpired()) {
     setConn("expired");
-    $("join-status").textContent = "Your sign-in has expired. Open a fresh sign-in link to go on.";
+    $("join-status").textContent = SIGNED_OUT;
     $("join-status").classList.add("error");
   } else if ($("join-user").value) {
     $("join-submit").focus();

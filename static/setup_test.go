@@ -28,6 +28,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shardchat/shardchat/hub"
+	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/static"
 	"github.com/shardchat/shardchat/transport"
 )
@@ -48,20 +49,18 @@ var chromiumFlags = []string{
 	"disable-component-update", "disable-sync", "no-first-run",
 }
 
-// findChromium returns the path of Debian's chromium, skipping the test when it is missing,
-// except under CI=true, where a missing browser is a failure.
+// findChromium returns the path of Debian's chromium (or Ubuntu's chromium-browser), skipping
+// the test when it is missing, except under CI=true, where it fails (testprog.Need's rule).
 func findChromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
+	// Need takes one name: give it the one that is installed, or the usual one to report.
+	name := "chromium"
+	if _, err := exec.LookPath(name); err != nil {
+		if _, err := exec.LookPath("chromium-browser"); err == nil {
+			name = "chromium-browser"
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed; the web UI tests need it (make deps installs it)")
-	}
-	t.Skip("chromium is not installed; run `make deps` (apt-get install chromium) to run the web UI tests")
-	return ""
+	return testprog.Need(t, name)
 }
 
 // uiEnv is a real shardchat server and a real headless Chromium.
@@ -342,6 +341,12 @@ func (p *page) say(text string) {
 // the ones still on their way.
 const messagesJS = `[...document.querySelectorAll(".messages:not([hidden]) .list .msg")].map(m => ({seq: +m.dataset.seq, user: m.dataset.user, text: m.querySelector(".text").textContent, own: m.classList.contains("own")}))`
 
+// peopleJS is the page's online list: the names, joined with commas.
+const peopleJS = `[...document.querySelectorAll("#people-list li")].map(li => li.dataset.user).join()`
+
+// atBottomJS tells whether the room on screen is scrolled to its newest message.
+const atBottomJS = `(() => { const s = document.querySelector(".messages:not([hidden])"); return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()`
+
 // shownMessage is a message as the page shows it.
 type shownMessage struct {
 	Seq  int    `json:"seq"`
@@ -405,6 +410,7 @@ type wsClient struct {
 	conn *websocket.Conn
 	objs chan map[string]any
 	done chan struct{}
+	err  error // why the connection ended; set before objs closes
 }
 
 func dialWS(t *testing.T, base string) *wsClient {
@@ -423,6 +429,7 @@ func dialWS(t *testing.T, base string) *wsClient {
 		for {
 			_, frame, err := conn.Read(context.Background())
 			if err != nil {
+				c.err = err
 				return
 			}
 			for _, line := range strings.Split(string(frame), "\n") {
@@ -458,7 +465,7 @@ func (c *wsClient) waitFor(what string, ok func(map[string]any) bool) map[string
 		select {
 		case obj, open := <-c.objs:
 			if !open {
-				c.t.Fatalf("connection ended while waiting for %s", what)
+				c.t.Fatalf("connection ended while waiting for %s: %v", what, c.err)
 			}
 			if obj["type"] == "error" {
 				c.t.Fatalf("error while waiting for %s: %v", what, obj)

@@ -26,9 +26,9 @@ func TestUIChat(t *testing.T) {
 
 	// The online lists follow presence, live.
 	bob.waitFor("alice and bob in bob's online list",
-		`[...document.querySelectorAll("#people-list li")].map(li => li.dataset.user).join() === "alice,bob"`)
+		peopleJS+` === "alice,bob"`)
 	alice.waitFor("bob joining in alice's online list",
-		`[...document.querySelectorAll("#people-list li")].map(li => li.dataset.user).join() === "alice,bob"`)
+		peopleJS+` === "alice,bob"`)
 	alice.waitFor("a quiet line saying bob joined",
 		`[...document.querySelectorAll(".messages:not([hidden]) .sys")].some(s => s.textContent === "bob joined")`)
 
@@ -140,7 +140,7 @@ func TestUIReconnect(t *testing.T) {
 	proxy.cut()
 	bob.waitFor("bob's page to say it reconnects",
 		`document.body.dataset.conn !== "open" && !document.getElementById("banner").hidden && document.getElementById("banner-text").textContent.includes("Reconnecting")`)
-	alice.waitFor("bob to leave", `[...document.querySelectorAll("#people-list li")].map(li => li.dataset.user).join() === "alice"`)
+	alice.waitFor("bob to leave", peopleJS+` === "alice"`)
 	var missed []string
 	for i := 1; i <= 5; i++ {
 		text := fmt.Sprintf("missed %d", i)
@@ -181,7 +181,7 @@ func TestUIReconnect(t *testing.T) {
 	if got := texts(alice.messages()); !slices.Equal(got, want) {
 		t.Errorf("alice shows %q, want %q", got, want)
 	}
-	if !eval[bool](alice, `[...document.querySelectorAll("#people-list li")].map(li => li.dataset.user).join() === "alice,bob"`) {
+	if !eval[bool](alice, peopleJS+` === "alice,bob"`) {
 		t.Error("bob is not back in alice's online list")
 	}
 }
@@ -245,7 +245,7 @@ func TestUINameTaken(t *testing.T) {
 
 	bob.do(chromedp.SetValue(chromedp.ID("join-room"), "general"), chromedp.Click(chromedp.ID("join-submit")))
 	bob.waitInRoom("general")
-	bob.waitFor("both in the online list", `[...document.querySelectorAll("#people-list li")].map(li => li.dataset.user).join() === "alice,bob"`)
+	bob.waitFor("both in the online list", peopleJS+` === "alice,bob"`)
 	bob.say("bob it is")
 	alice.waitMessage("bob it is")
 }
@@ -354,6 +354,11 @@ func TestUIRooms(t *testing.T) {
 	alice.screenshot("desktop-rooms")
 	carol.say("random", "on screen, so read")
 	alice.waitMessage("on screen, so read")
+	// The badges are drawn with the batch, a frame or up to 250 ms after the message is on
+	// screen: a third message to lobby, once its badge shows, proves that a later batch was
+	// drawn.
+	dave.say("lobby", "still there?")
+	alice.waitFor("three unread in lobby", `document.querySelector('.room-btn[data-room="lobby"] .badge')?.textContent === "3"`)
 	if n := eval[int](alice, `document.querySelectorAll('.room-btn[data-room="random"] .badge').length`); n != 0 {
 		t.Error("a message in the room on screen counts as unread")
 	}
@@ -411,7 +416,7 @@ func TestUIHistoryAndTyping(t *testing.T) {
 	if got := bob.messages(); len(got) != 50 || got[0].Text != "message 71" {
 		t.Fatalf("on joining bob shows %d messages from %+v, want the newest 50", len(got), got[0])
 	}
-	if !eval[bool](bob, `(() => { const s = document.querySelector(".messages:not([hidden])"); return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()`) {
+	if !eval[bool](bob, atBottomJS) {
 		t.Error("the room does not open at its newest message")
 	}
 
@@ -440,7 +445,7 @@ func TestUIHistoryAndTyping(t *testing.T) {
 	}
 	bob.do(chromedp.Click(chromedp.ID("new-marker")))
 	bob.waitFor("the bottom, without the marker",
-		`document.getElementById("new-marker").hidden && (() => { const s = document.querySelector(".messages:not([hidden])"); return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()`)
+		`document.getElementById("new-marker").hidden && `+atBottomJS)
 
 	// carol says she types, then nothing: the line goes after a few seconds without news.
 	carol.send(map[string]any{"type": "typing", "room": "general", "on": true})
@@ -525,7 +530,7 @@ func TestUIManyMessages(t *testing.T) {
 			t.Fatalf("seq %d after %d", got[i].Seq, got[i-1].Seq)
 		}
 	}
-	if !eval[bool](bob, `(() => { const s = document.querySelector(".messages:not([hidden])"); return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()`) {
+	if !eval[bool](bob, atBottomJS) {
 		t.Error("bob is no longer at the newest message")
 	}
 }
@@ -585,4 +590,130 @@ func TestUISignIn(t *testing.T) {
 	carol := env.newPage("carol", 1280, 800)
 	carol.open(env.server.base + "/?token=" + sign("carol", nil, time.Minute) + "#team-a")
 	carol.waitFor("the expired sign-in", `document.body.dataset.conn === "expired" && document.getElementById("join-status").textContent.includes("sign-in has expired")`)
+}
+
+// TestUIFrameTooBig: a message whose frame the server would refuse (over 16 KiB once written
+// as JSON) is refused on the page, with the reason; one that gets past the page all the same
+// and makes the server close with 1009 is marked failed, not sent again on every new
+// connection, and the page goes on working.
+func TestUIFrameTooBig(t *testing.T) {
+	env := setupUI(t, transport.Config{})
+	alice := env.newPage("alice", 1280, 800)
+	bob := dialWS(t, env.server.base)
+	bob.join("general", "bob")
+	alice.join(env.server.base, "alice", "general")
+
+	// The page's sockets from now on are counted, and a frame with "pad me" in it grows past
+	// 16 KiB with white space after the JSON, as a frame the page misjudged would.
+	alice.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		window.sockets = 0;
+		const Native = WebSocket;
+		window.WebSocket = class extends Native {
+			constructor(...args) { super(...args); window.sockets++; }
+		};
+		const send = Native.prototype.send;
+		Native.prototype.send = function (data) {
+			if (typeof data === "string" && data.includes("pad me")) data += " ".repeat(17000);
+			return send.call(this, data);
+		};
+	})()`))
+
+	// 3000 control characters are 3000 bytes of text, under the limit of 4000, but 18000 in
+	// JSON.
+	alice.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		const t = document.getElementById("text");
+		t.value = "\u0001".repeat(3000);
+		t.dispatchEvent(new Event("input"));
+	})()`), chromedp.Click(chromedp.ID("send-btn")))
+	alice.waitFor("the reason it cannot be sent",
+		`document.getElementById("composer-note").textContent.includes("too big to send") && document.getElementById("composer-note").classList.contains("error")`)
+	after := eval[map[string]any](alice, `({
+		pending: document.querySelectorAll(".pending-list .msg").length,
+		kept: document.getElementById("text").value.length,
+		sockets: window.sockets,
+		conn: document.body.dataset.conn,
+	})`)
+	if after["pending"] != 0.0 || after["kept"] != 3000.0 || after["sockets"] != 0.0 || after["conn"] != "open" {
+		t.Errorf("after the refused message: %v; want nothing pending, the text still in the box, no new connection", after)
+	}
+	alice.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		const t = document.getElementById("text");
+		t.value = "";
+		t.dispatchEvent(new Event("input"));
+	})()`))
+
+	alice.say("pad me, please")
+	alice.waitFor("the message marked failed, and the page back in the room",
+		`[...document.querySelectorAll(".pending-list .msg.failed .msg-status")].some(s => s.textContent.includes("too big for the server")) && document.body.dataset.conn === "open"`)
+	alice.waitInRoom("general")
+	alice.say("after the refusal")
+	obj := bob.waitFor("the next message", func(o map[string]any) bool { return o["type"] == "message" && o["user"] == "alice" })
+	if obj["text"] != "after the refusal" {
+		t.Errorf("bob got %q, want the message after the refused one", obj["text"])
+	}
+	alice.waitMessage("after the refusal")
+	// The page came back once; a page that sends the refused message again goes round and
+	// round, a connection each time.
+	time.Sleep(time.Second)
+	state := eval[map[string]any](alice, `({
+		sockets: window.sockets,
+		failed: document.querySelectorAll(".pending-list .msg.failed").length,
+		pending: document.querySelectorAll(".pending-list .msg").length,
+	})`)
+	if state["sockets"] != 1.0 || state["failed"] != 1.0 || state["pending"] != 1.0 {
+		t.Errorf("after the close: %v; want one new connection and the refused message failed", state)
+	}
+}
+
+// TestUIUnavailable: while the server answers "unavailable" (its cluster cannot order
+// messages), the page says so, not that we go too fast, sends the message again more and more
+// slowly, and sends it once it can.
+func TestUIUnavailable(t *testing.T) {
+	env := setupUI(t, transport.Config{})
+	alice := env.newPage("alice", 1280, 800)
+	bob := dialWS(t, env.server.base)
+	bob.join("general", "bob")
+	alice.join(env.server.base, "alice", "general")
+
+	// The first two tries of the message get the server's "unavailable" answer, without
+	// reaching it; the times of all tries are kept.
+	alice.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		window.tries = [];
+		const send = WebSocket.prototype.send;
+		WebSocket.prototype.send = function (data) {
+			const obj = JSON.parse(data);
+			if (obj.type === "message" && obj.text === "while the cluster is down") {
+				window.tries.push(performance.now());
+				if (window.tries.length <= 2) {
+					const error = {type: "error", ref: obj.ref, code: "unavailable", message: "the message was not sent"};
+					setTimeout(() => this.onmessage({data: JSON.stringify(error)}), 10);
+					return;
+				}
+			}
+			return send.call(this, data);
+		};
+	})()`))
+	alice.say("while the cluster is down")
+	alice.waitFor("the note that the server cannot send",
+		`document.getElementById("composer-note").textContent.includes("cannot send messages right now")`)
+	obj := bob.waitFor("the message", func(o map[string]any) bool { return o["type"] == "message" })
+	if obj["text"] != "while the cluster is down" {
+		t.Errorf("bob got %q", obj["text"])
+	}
+	alice.waitMessage("while the cluster is down")
+	alice.waitFor("the note to go", `document.getElementById("composer-note").textContent === ""`)
+	tries := eval[[]float64](alice, `window.tries`)
+	if len(tries) != 3 {
+		t.Fatalf("the message was tried %d times, want 3", len(tries))
+	}
+	first, second := tries[1]-tries[0], tries[2]-tries[1]
+	if first < 900 || second < 1.5*first {
+		t.Errorf("the tries came %.0f ms and then %.0f ms apart; want about a second, then longer", first, second)
+	}
+	alice.say("back to normal")
+	bob.waitFor("the next message", func(o map[string]any) bool { return o["type"] == "message" && o["text"] == "back to normal" })
+	alice.waitMessage("back to normal")
+	if n := eval[int](alice, `document.querySelectorAll(".pending-list .msg").length`); n != 0 {
+		t.Errorf("%d messages still pending", n)
+	}
 }
