@@ -1,9 +1,14 @@
 package transport
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +114,107 @@ func TestWritesWithoutTheConnection(t *testing.T) {
 		}
 	}
 	env.srv.mu.Unlock()
+}
+
+// TestFramesSentWithTheUpgrade: a client may send its first frames in the same packet as the
+// upgrade request, so that the server reads them with the request; they must reach the
+// session in order, not be lost with the stream behind them.
+func TestFramesSentWithTheUpgrade(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{}, shard.Config{})
+	conn, err := net.Dial("tcp", env.http.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+
+	request := "GET /ws HTTP/1.1\r\nHost: " + env.http.Listener.Addr().String() + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	packet := []byte(request)
+	packet = appendMaskedFrame(packet, `{"type":"join","room":"early","user":"ann","ref":"j"}`)
+	packet = appendMaskedFrame(packet, `{"type":"message","room":"early","text":"first words","ref":"m"}`)
+	if _, err := conn.Write(packet); err != nil {
+		t.Fatal(err)
+	}
+
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %s", resp.Status)
+	}
+	var types []string
+	for !slices.Contains(types, wire.TypeMessage) {
+		payload := readServerFrame(t, r)
+		events, err := wire.DecodeFrame(nil, payload)
+		if err != nil {
+			t.Fatalf("frame %q: %v", payload, err)
+		}
+		for _, ev := range events {
+			if ev.Type == wire.TypeError {
+				t.Fatalf("the server answered %+v", ev)
+			}
+			if ev.Type == wire.TypeMessage && ev.Text != "first words" {
+				t.Fatalf("message %q, want the one sent with the upgrade", ev.Text)
+			}
+			types = append(types, ev.Type)
+		}
+	}
+	if want := []string{wire.TypeWelcome, wire.TypeJoined, wire.TypeMessage}; !slices.Equal(types, want) {
+		t.Errorf("the server sent %q, want %q", types, want)
+	}
+}
+
+// appendMaskedFrame appends a client's final text frame with payload p (RFC 6455, 5.2),
+// masked with a fixed key: the server must unmask whatever key it is given.
+func appendMaskedFrame(dst []byte, p string) []byte {
+	key := [4]byte{0x12, 0x34, 0x56, 0x78}
+	dst = append(dst, 0x81)
+	switch n := len(p); {
+	case n < 126:
+		dst = append(dst, 0x80|byte(n))
+	default:
+		dst = append(dst, 0x80|126, byte(n>>8), byte(n))
+	}
+	dst = append(dst, key[:]...)
+	for i := range len(p) {
+		dst = append(dst, p[i]^key[i%4])
+	}
+	return dst
+}
+
+// readServerFrame reads one unmasked, final text frame from the server and returns its payload.
+func readServerFrame(t *testing.T, r *bufio.Reader) []byte {
+	t.Helper()
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	if hdr[0] != 0x81 || hdr[1]&0x80 != 0 {
+		t.Fatalf("frame header % x: want a final, unmasked text frame", hdr)
+	}
+	n := uint64(hdr[1])
+	switch n {
+	case 126:
+		var ext [2]byte
+		if _, err := io.ReadFull(r, ext[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = uint64(binary.BigEndian.Uint16(ext[:]))
+	case 127:
+		var ext [8]byte
+		if _, err := io.ReadFull(r, ext[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = binary.BigEndian.Uint64(ext[:])
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		t.Fatal(err)
+	}
+	return payload
 }

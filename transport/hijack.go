@@ -37,14 +37,25 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
 	*w.conn = conn
-	// Bytes the server read past the request (a client's first frame, say) come first.
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
+	// Bytes the server read past the request (a client's first frame, say) must come first.
+	// They go in the new reader's buffer, not in front of the connection as its source:
+	// websocket.Accept keeps what is buffered but replaces the source with the bare
+	// connection (Reader.Reset), which would lose them, and the stream with them.
+	n := brw.Reader.Buffered()
+	var src io.Reader = conn
+	if n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+		src = io.MultiReader(bytes.NewReader(early), conn)
+	}
+	r := bufio.NewReaderSize(src, max(readBufferSize, n))
+	if n > 0 {
+		// One read fills the buffer from the bytes.Reader alone: this never waits on conn.
+		if _, err := r.Peek(n); err != nil {
+			return nil, nil, fmt.Errorf("hijack: keep the %d bytes read early: %w", n, err)
+		}
 	}
 	// brw.Writer holds nothing: net/http flushed the 101 response before it let go.
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
 // withSmallBuffers wraps w when it can be hijacked; *conn is the connection once it is.
