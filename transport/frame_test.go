@@ -122,42 +122,14 @@ func TestWritesWithoutTheConnection(t *testing.T) {
 func TestFramesSentWithTheUpgrade(t *testing.T) {
 	t.Parallel()
 	env := setupTest(t, Config{}, shard.Config{})
-	conn, err := net.Dial("tcp", env.http.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var early []byte
+	early = appendMaskedFrame(early, `{"type":"join","room":"early","user":"ann","ref":"j"}`)
+	early = appendMaskedFrame(early, `{"type":"message","room":"early","text":"first words","ref":"m"}`)
+	_, r := rawUpgrade(t, env, early)
 
-	request := "GET /ws HTTP/1.1\r\nHost: " + env.http.Listener.Addr().String() + "\r\n" +
-		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-	packet := []byte(request)
-	packet = appendMaskedFrame(packet, `{"type":"join","room":"early","user":"ann","ref":"j"}`)
-	packet = appendMaskedFrame(packet, `{"type":"message","room":"early","text":"first words","ref":"m"}`)
-	if _, err := conn.Write(packet); err != nil {
-		t.Fatal(err)
-	}
-
-	r := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade answered %s", resp.Status)
-	}
 	var types []string
 	for !slices.Contains(types, wire.TypeMessage) {
-		payload := readServerFrame(t, r)
-		events, err := wire.DecodeFrame(nil, payload)
-		if err != nil {
-			t.Fatalf("frame %q: %v", payload, err)
-		}
-		for _, ev := range events {
-			if ev.Type == wire.TypeError {
-				t.Fatalf("the server answered %+v", ev)
-			}
+		for _, ev := range readServerEvents(t, r) {
 			if ev.Type == wire.TypeMessage && ev.Text != "first words" {
 				t.Fatalf("message %q, want the one sent with the upgrade", ev.Text)
 			}
@@ -167,6 +139,90 @@ func TestFramesSentWithTheUpgrade(t *testing.T) {
 	if want := []string{wire.TypeWelcome, wire.TypeJoined, wire.TypeMessage}; !slices.Equal(types, want) {
 		t.Errorf("the server sent %q, want %q", types, want)
 	}
+}
+
+// TestFramesInPiecesAndTogether: the reader waits for input before it reads a frame (idle.go),
+// so frames that arrive together (the second one already buffered) and a frame that arrives
+// in pieces must each be read, in order, without waiting for more.
+func TestFramesInPiecesAndTogether(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{}, shard.Config{})
+	conn, r := rawUpgrade(t, env, nil)
+	if evs := readServerEvents(t, r); evs[0].Type != wire.TypeWelcome {
+		t.Fatalf("first object %q, want welcome", evs[0].Type)
+	}
+	ping := func(ref string) []byte { return appendMaskedFrame(nil, `{"type":"ping","ref":"`+ref+`"}`) }
+	var refs []string
+	pongs := func(n int) {
+		for len(refs) < n {
+			for _, ev := range readServerEvents(t, r) {
+				if ev.Type != wire.TypePong {
+					t.Fatalf("got %q, want pongs", ev.Type)
+				}
+				refs = append(refs, ev.Ref)
+			}
+		}
+	}
+	// Both answered before anything else is sent: the second must not wait for more input.
+	if _, err := conn.Write(append(ping("1"), ping("2")...)); err != nil {
+		t.Fatal(err)
+	}
+	pongs(2)
+	third := ping("3")
+	for _, piece := range [][]byte{third[:1], third[1:4], third[4:]} {
+		time.Sleep(20 * time.Millisecond) // each piece its own segment, read on its own
+		if _, err := conn.Write(piece); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pongs(3)
+	if want := []string{"1", "2", "3"}; !slices.Equal(refs, want) {
+		t.Errorf("pongs for %q, want %q", refs, want)
+	}
+}
+
+// rawUpgrade upgrades a plain TCP connection to env's WebSocket endpoint, with extra bytes
+// after the request in the same write, and returns it with a reader past the 101 response.
+func rawUpgrade(t *testing.T, env *testEnv, extra []byte) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", env.http.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	request := "GET /ws HTTP/1.1\r\nHost: " + env.http.Listener.Addr().String() + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := conn.Write(append([]byte(request), extra...)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %s", resp.Status)
+	}
+	return conn, r
+}
+
+// readServerEvents reads one frame from the server and decodes its objects, failing on an
+// error object.
+func readServerEvents(t *testing.T, r *bufio.Reader) []wire.Event {
+	t.Helper()
+	payload := readServerFrame(t, r)
+	events, err := wire.DecodeFrame(nil, payload)
+	if err != nil {
+		t.Fatalf("frame %q: %v", payload, err)
+	}
+	for _, ev := range events {
+		if ev.Type == wire.TypeError {
+			t.Fatalf("the server answered %+v", ev)
+		}
+	}
+	return events
 }
 
 // appendMaskedFrame appends a client's final text frame with payload p (RFC 6455, 5.2),

@@ -22,13 +22,22 @@ const (
 	writeBufferSize = 256
 )
 
-// smallBuffers is a ResponseWriter whose Hijack gives the connection small buffers, and
-// keeps the connection, on which the session's writer writes data frames itself (frame.go).
-// websocket.Accept hijacks through it.
+// hijacked is what the server keeps of a connection websocket.Accept hijacked: the socket,
+// on which the session's writer writes data frames itself (frame.go), and the buffered
+// reader the library reads it through, whose emptiness tells when the reader may wait for
+// the client at a shallow depth (idle.go).
+type hijacked struct {
+	conn   net.Conn
+	reader *bufio.Reader
+	early  bool // the client's first bytes came with the request; see session.waitInput
+}
+
+// smallBuffers is a ResponseWriter whose Hijack gives the connection small buffers and
+// records it in *to. websocket.Accept hijacks through it.
 type smallBuffers struct {
 	http.ResponseWriter
 	hijacker http.Hijacker
-	conn     *net.Conn
+	to       *hijacked
 }
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -36,7 +45,6 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
-	*w.conn = conn
 	// Bytes the server read past the request (a client's first frame, say) must come first.
 	// They go in the new reader's buffer, not in front of the connection as its source:
 	// websocket.Accept keeps what is buffered but replaces the source with the bare
@@ -54,14 +62,15 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, fmt.Errorf("hijack: keep the %d bytes read early: %w", n, err)
 		}
 	}
+	*w.to = hijacked{conn: conn, reader: r, early: n > 0}
 	// brw.Writer holds nothing: net/http flushed the 101 response before it let go.
 	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
-// withSmallBuffers wraps w when it can be hijacked; *conn is the connection once it is.
-func withSmallBuffers(w http.ResponseWriter, conn *net.Conn) http.ResponseWriter {
+// withSmallBuffers wraps w when it can be hijacked; *to is the connection once it is.
+func withSmallBuffers(w http.ResponseWriter, to *hijacked) http.ResponseWriter {
 	if hj, ok := w.(http.Hijacker); ok {
-		return smallBuffers{ResponseWriter: w, hijacker: hj, conn: conn}
+		return smallBuffers{ResponseWriter: w, hijacker: hj, to: to}
 	}
 	return w
 }

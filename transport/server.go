@@ -360,10 +360,10 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 		s.ipLimits.release(client)
 	}
 
-	var raw net.Conn
+	var hj hijacked
 	// checkOrigin has run above (and counted and explained its refusals): the library's own
 	// origin check, the same rules, is not run twice.
-	conn, err := websocket.Accept(withSmallBuffers(w, &raw), r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	conn, err := websocket.Accept(withSmallBuffers(w, &hj), r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		release()
 		s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
@@ -373,7 +373,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 	conn.SetReadLimit(wire.MaxFrame)
 	id := s.nextID.Add(1)
 	sess := newSession(s, id, conn, client.String(), newProto(id))
-	sess.raw = raw
+	sess.adopt(hj)
 	sess.claims = claims
 	// The session runs on a goroutine of its own and this handler returns: net/http's
 	// goroutine has a deep, grown stack that an idle connection would otherwise keep. The

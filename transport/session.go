@@ -1,12 +1,14 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -28,14 +30,22 @@ var errSessionClosed = errors.New("session closed")
 // by anyone; the rest by the reader alone.
 type session struct {
 	// Static after construction.
-	id      uint64
-	srv     *Server
-	conn    *websocket.Conn
-	raw     net.Conn // the connection under conn, for data frames (frame.go); nil: use conn
-	remote  string
-	out     *outbox
-	proto   protocol
-	metrics *protoMetrics
+	id   uint64
+	srv  *Server
+	conn *websocket.Conn
+	raw  net.Conn // the connection under conn, for data frames (frame.go); nil: use conn
+	// The library's reader of raw and raw's file descriptor, to wait for input (idle.go);
+	// nil when raw is nil or has no descriptor.
+	buffered *bufio.Reader
+	rawConn  syscall.RawConn
+	early    bool // owned by the reader; see waitInput
+	// bufferMu keeps waitInput's look at buffered from racing with the library's Close,
+	// which reads the close handshake through it on the writer's goroutine.
+	bufferMu sync.Mutex
+	remote   string
+	out      *outbox
+	proto    protocol
+	metrics  *protoMetrics
 
 	lastRead     atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
 	writingSince atomic.Int64 // Unix nanoseconds when the write under way began; 0 when none
@@ -224,7 +234,12 @@ func (s *session) leaveAll() {
 
 func (s *session) readLoop(ctx context.Context) error {
 	for {
-		typ, r, err := s.conn.Reader(ctx)
+		if err := s.waitInput(); err != nil {
+			return err
+		}
+		// Not ctx: the library would register a callback on it for every frame (an
+		// allocation and a lock); whatever cancels the session closes the socket instead.
+		typ, r, err := s.conn.Reader(context.Background())
 		if err != nil {
 			return err
 		}

@@ -47,6 +47,9 @@ func (s *session) writer() {
 		s.writersDone = true // the connection is done for: the session ends
 		s.writerMu.Unlock()
 		s.cancel(err)
+		// The reader watches the socket, not the context (see readLoop): closing the
+		// socket is what ends it. After a close handshake the socket is closed already.
+		s.cut()
 	}
 }
 
@@ -139,7 +142,9 @@ func (s *session) writeLoop(ctx context.Context) error {
 // close closes the connection with code and counts it.
 func (s *session) close(code wire.CloseCode, reason string) error {
 	s.metrics.closed(code)
+	s.bufferMu.Lock()
 	_ = s.conn.Close(websocket.StatusCode(code), reason) // errors here mean the peer is gone already
+	s.bufferMu.Unlock()
 	return errSessionClosed
 }
 
