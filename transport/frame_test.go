@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -246,31 +247,44 @@ func appendMaskedFrame(dst []byte, p string) []byte {
 // readServerFrame reads one unmasked, final text frame from the server and returns its payload.
 func readServerFrame(t *testing.T, r *bufio.Reader) []byte {
 	t.Helper()
-	var hdr [2]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	op, payload, err := nextServerFrame(r)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if hdr[0] != 0x81 || hdr[1]&0x80 != 0 {
-		t.Fatalf("frame header % x: want a final, unmasked text frame", hdr)
+	if op != 0x81 {
+		t.Fatalf("frame opcode byte %#x: want a final text frame", op)
 	}
-	n := uint64(hdr[1])
+	return payload
+}
+
+// nextServerFrame reads one unmasked frame from the server: its first byte (FIN and opcode)
+// and its payload.
+func nextServerFrame(r *bufio.Reader) (byte, []byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	if hdr[1]&0x80 != 0 {
+		return 0, nil, fmt.Errorf("frame header % x: a server's frames are not masked", hdr)
+	}
+	n := uint64(hdr[1] & 0x7f)
 	switch n {
 	case 126:
 		var ext [2]byte
 		if _, err := io.ReadFull(r, ext[:]); err != nil {
-			t.Fatal(err)
+			return 0, nil, err
 		}
 		n = uint64(binary.BigEndian.Uint16(ext[:]))
 	case 127:
 		var ext [8]byte
 		if _, err := io.ReadFull(r, ext[:]); err != nil {
-			t.Fatal(err)
+			return 0, nil, err
 		}
 		n = binary.BigEndian.Uint64(ext[:])
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
-	return payload
+	return hdr[0], payload, nil
 }

@@ -51,10 +51,19 @@ func (native) deliver(s *session, obj []byte, bestEffort bool) bool {
 
 func (native) joinFrames() bool { return true }
 
-// keepalive has the writer ping a client that sent nothing for PingInterval: a WebSocket ping
-// waits for its pong, so the writer sends it.
+// keepalive has the writer ping a client that sent nothing for PingInterval, and drops one
+// whose pong has not come within PingTimeout. The writer only sends the ping; the pong comes
+// through the library's reader (session.pong), so no goroutine waits for it.
 func (native) keepalive(s *session, now time.Time) {
-	if now.Sub(time.Unix(0, s.lastRead.Load())) >= s.srv.cfg.PingInterval && !s.pingDue.Load() {
+	cfg := &s.srv.cfg
+	if sent := s.pingSent.Load(); sent != 0 {
+		if now.Sub(time.Unix(0, sent)) > cfg.PingTimeout {
+			s.log().Debug("closing a client that did not answer a ping", "timeout", cfg.PingTimeout)
+			s.cut()
+		}
+		return
+	}
+	if now.Sub(time.Unix(0, s.lastRead.Load())) >= cfg.PingInterval && !s.pingDue.Load() {
 		s.pingDue.Store(true)
 		s.wakeWriter()
 	}

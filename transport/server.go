@@ -361,9 +361,14 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 	}
 
 	var hj hijacked
+	// Set before anything reads a frame: the session's goroutines, or the close below.
+	var sess *session
 	// checkOrigin has run above (and counted and explained its refusals): the library's own
 	// origin check, the same rules, is not run twice.
-	conn, err := websocket.Accept(withSmallBuffers(w, &hj), r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	conn, err := websocket.Accept(withSmallBuffers(w, &hj), r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true,
+		OnPongReceived:     func(context.Context, []byte) { sess.alive() },
+	})
 	if err != nil {
 		release()
 		s.metrics.upgradesRefused.WithLabelValues(refuseUpgrade).Inc()
@@ -372,7 +377,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 	}
 	conn.SetReadLimit(wire.MaxFrame)
 	id := s.nextID.Add(1)
-	sess := newSession(s, id, conn, client.String(), newProto(id))
+	sess = newSession(s, id, conn, client.String(), newProto(id))
 	sess.adopt(hj)
 	sess.claims = claims
 	// The session runs on a goroutine of its own and this handler returns: net/http's

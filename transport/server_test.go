@@ -108,6 +108,50 @@ func TestPingDropsDeadClients(t *testing.T) {
 	waitFor(t, func() bool { return testutil.ToFloat64(env.metrics.connections.WithLabelValues("ws")) == 1 })
 }
 
+// TestPingDoesNotHoldDeliveries: a client that reads but does not answer pings (a slow or
+// broken one) still gets its messages while its ping is out: the writer does not wait for the
+// pong. Once PingTimeout has passed without one, it is dropped and leaves its room.
+func TestPingDoesNotHoldDeliveries(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{PingInterval: 100 * time.Millisecond, PingTimeout: time.Second}, shard.Config{})
+	alice := env.dial()
+	alice.join("r", "alice")
+	conn, r := rawUpgrade(t, env, appendMaskedFrame(nil, `{"type":"join","room":"r","user":"mute","ref":"j"}`))
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+
+	// Frames until the first ping: the welcome and the joined reply come before it.
+	for {
+		op, _, err := nextServerFrame(r)
+		if err != nil {
+			t.Fatalf("before the first ping: %v", err)
+		}
+		if op == 0x89 {
+			break
+		}
+	}
+	alice.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: "while your ping is out", Ref: "m"})
+	for {
+		op, payload, err := nextServerFrame(r)
+		if err != nil {
+			t.Fatalf("the message did not come while the ping was out: %v", err)
+		}
+		if op == 0x81 && strings.Contains(string(payload), "while your ping is out") {
+			break
+		}
+	}
+	if ev := alice.nextOf(wire.TypePresence); ev.User != "mute" || ev.Event != wire.PresenceJoin {
+		t.Fatalf("got %+v, want mute's join", ev)
+	}
+	if ev := alice.nextOf(wire.TypePresence); ev.User != "mute" || ev.Event != wire.PresenceLeave {
+		t.Fatalf("got %+v, want mute's leave once its ping timed out", ev)
+	}
+	for {
+		if _, _, err := nextServerFrame(r); err != nil {
+			break // the server dropped the connection
+		}
+	}
+}
+
 func TestOutbox(t *testing.T) {
 	t.Parallel()
 	o := newOutbox(4)

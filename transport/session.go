@@ -50,6 +50,7 @@ type session struct {
 	lastRead     atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
 	writingSince atomic.Int64 // Unix nanoseconds when the write under way began; 0 when none
 	pingDue      atomic.Bool  // the watchdog found the connection idle: the writer pings it
+	pingSent     atomic.Int64 // Unix nanoseconds of the ping that awaits its pong; 0 when none
 
 	// The session's lifetime: cancelled when the reader or the writer ends it.
 	ctx    context.Context
@@ -243,7 +244,7 @@ func (s *session) readLoop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.lastRead.Store(time.Now().UnixNano())
+		s.alive()
 		s.metrics.received.Inc()
 		bufp := s.srv.readBufs.Get().(*[]byte)
 		frame, err := wire.AppendRead((*bufp)[:0], r) // the read limit bounds it
@@ -394,4 +395,11 @@ func (s *session) refuse(ref string, e *wire.Error) {
 	if !s.abuse.Allow() {
 		s.closeWith(wire.ClosePolicy, "too many bad requests")
 	}
+}
+
+// alive records a sign of life from the client: a frame read, or a pong (any pong, answer to
+// our ping or not; it is the library's OnPongReceived, run on whichever goroutine reads).
+func (s *session) alive() {
+	s.lastRead.Store(time.Now().UnixNano())
+	s.pingSent.Store(0)
 }

@@ -148,12 +148,26 @@ func (s *session) close(code wire.CloseCode, reason string) error {
 	return errSessionClosed
 }
 
-// pingIfIdle pings a client that has sent nothing for PingInterval, and ends the session when
-// the pong does not come within PingTimeout.
+// pingFrame is a ping control frame with no payload (RFC 6455, 5.5.2): a server's frames are
+// not masked.
+var pingFrame = []byte{0x89, 0x00}
+
+// pingIfIdle pings a client that has sent nothing for PingInterval. On a connection the
+// server writes itself, it writes the ping and goes on: the watchdog drops the client if the
+// pong does not come within PingTimeout (native.keepalive). Through the library, Ping waits
+// for the pong, and ends the session when it does not come within PingTimeout.
 func (s *session) pingIfIdle(ctx context.Context) error {
 	cfg := &s.srv.cfg
 	if time.Since(time.Unix(0, s.lastRead.Load())) < cfg.PingInterval {
 		return nil
+	}
+	if s.raw != nil {
+		// Set first: the pong may come before the write returns.
+		s.pingSent.Store(time.Now().UnixNano())
+		s.writingSince.Store(time.Now().UnixNano())
+		_, err := s.raw.Write(pingFrame)
+		s.writingSince.Store(0)
+		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.PingTimeout)
 	defer cancel()
@@ -164,8 +178,7 @@ func (s *session) pingIfIdle(ctx context.Context) error {
 		_ = s.conn.CloseNow()
 		return err
 	}
-	s.lastRead.Store(time.Now().UnixNano()) // the pong is a sign of life
-	return nil
+	return nil // the pong went through session.alive
 }
 
 // writeBatch writes a batch of queued items in as few write calls as it can. The native
