@@ -122,23 +122,39 @@ func TestWritesWithoutTheConnection(t *testing.T) {
 // session in order, not be lost with the stream behind them.
 func TestFramesSentWithTheUpgrade(t *testing.T) {
 	t.Parallel()
-	env := setupTest(t, Config{}, shard.Config{})
-	var early []byte
-	early = appendMaskedFrame(early, `{"type":"join","room":"early","user":"ann","ref":"j"}`)
-	early = appendMaskedFrame(early, `{"type":"message","room":"early","text":"first words","ref":"m"}`)
-	_, r := rawUpgrade(t, env, early)
-
-	var types []string
-	for !slices.Contains(types, wire.TypeMessage) {
-		for _, ev := range readServerEvents(t, r) {
-			if ev.Type == wire.TypeMessage && ev.Text != "first words" {
-				t.Fatalf("message %q, want the one sent with the upgrade", ev.Text)
+	for _, tc := range []struct {
+		name  string
+		texts []string
+	}{
+		{"one message", []string{"first words"}},
+		// More than the reader's 1 KiB buffer: it must grow to hold them.
+		{"past the read buffer", []string{strings.Repeat("a", 600), strings.Repeat("b", 600), strings.Repeat("c", 600)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := setupTest(t, Config{}, shard.Config{})
+			early := appendMaskedFrame(nil, `{"type":"join","room":"early","user":"ann","ref":"j"}`)
+			for i, text := range tc.texts {
+				early = appendMaskedFrame(early, fmt.Sprintf(`{"type":"message","room":"early","text":%q,"ref":"m%d"}`, text, i))
 			}
-			types = append(types, ev.Type)
-		}
-	}
-	if want := []string{wire.TypeWelcome, wire.TypeJoined, wire.TypeMessage}; !slices.Equal(types, want) {
-		t.Errorf("the server sent %q, want %q", types, want)
+			_, r := rawUpgrade(t, env, early)
+
+			var types, texts []string
+			for len(texts) < len(tc.texts) {
+				for _, ev := range readServerEvents(t, r) {
+					types = append(types, ev.Type)
+					if ev.Type == wire.TypeMessage {
+						texts = append(texts, ev.Text)
+					}
+				}
+			}
+			if !slices.Equal(texts, tc.texts) {
+				t.Errorf("the server echoed %d messages %.20q, want the %d sent with the upgrade", len(texts), texts, len(tc.texts))
+			}
+			if types[0] != wire.TypeWelcome || types[1] != wire.TypeJoined {
+				t.Errorf("the server sent %q first, want welcome and joined", types[:2])
+			}
+		})
 	}
 }
 

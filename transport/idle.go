@@ -1,15 +1,16 @@
 package transport
 
-import (
-	"errors"
-	"syscall"
-)
+import "net"
 
 // An idle connection costs its reader goroutine's stack, and a goroutine parked deep in the
 // library's frame reader keeps the stack that reading and serving requests grew (8 KiB and
 // more): the garbage collector halves a stack only while less than a quarter of it is in use.
 // So the reader waits for the client's next bytes at the top of its loop, a few frames deep,
-// and only then calls into the library; parked there, its stack shrinks back to the minimum.
+// and only then calls into the library; parked there, its stack shrinks back to 4 KiB.
+//
+// The library handles control frames inside its Reader and goes on waiting for a data frame,
+// deep: a pong, which every idle client sends once per PingInterval, would put the reader back
+// there for good. So the wait takes a whole pong off the socket itself (idle_unix.go).
 
 // adopt gives the session the connection websocket.Accept hijacked, when it got one.
 func (s *session) adopt(h hijacked) {
@@ -19,37 +20,58 @@ func (s *session) adopt(h hijacked) {
 	s.raw = h.conn
 	s.buffered = h.reader
 	s.early = h.early
-	if sc, ok := h.conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			s.rawConn = rc
-		}
+	// Only sockets whose Read is the kernel's: a wrapper that buffers in its Read (a PROXY
+	// protocol listener, say) would hold bytes the peek cannot see.
+	switch c := h.conn.(type) {
+	case *net.TCPConn:
+		s.rawConn, _ = c.SyscallConn()
+	case *net.UnixConn:
+		s.rawConn, _ = c.SyscallConn()
+	}
+	if !canPeek {
+		s.rawConn = nil
 	}
 }
 
-// waitInput returns once the client has sent something (or the socket has an error or end of
-// stream for the library to read and report). It returns at once when the library's buffer
-// holds bytes, or where the socket cannot be waited on this way.
-func (s *session) waitInput() error {
+// waitInput returns once the client has sent something other than a pong (or the socket has
+// an error or end of stream for the library to read and report). It returns at once when the
+// library's buffer holds bytes, or where the socket cannot be waited on this way.
+func (s *session) waitInput() {
 	if s.early {
 		// Bytes that came with the upgrade request wait in front of the socket, not in the
 		// buffer (websocket.Accept put them there): the first read takes them all in.
 		s.early = false
-		return nil
+		return
 	}
-	if s.rawConn == nil || s.buffered == nil {
-		return nil
+	if s.rawConn == nil {
+		return
 	}
 	s.bufferMu.Lock()
 	buffered := s.buffered.Buffered()
 	s.bufferMu.Unlock()
 	if buffered > 0 {
-		return nil
+		return
 	}
-	// Asked again after each readiness signal from the runtime's poller, which can be stale:
-	// an edge seen while the library was reading, whose bytes it has read since.
-	err := s.rawConn.Read(func(fd uintptr) bool { return !nothingToRead(fd) })
-	if errors.Is(err, syscall.EINVAL) { // a socket the poller does not know: read as before
-		return nil
-	}
-	return err
+	// f runs again after each readiness signal from the runtime's poller, which can be
+	// stale: an edge seen while the library was reading, whose bytes it has read since. An
+	// error (the socket closed) is left for the library's read to report.
+	_ = s.rawConn.Read(func(fd uintptr) bool {
+		switch peekInput(fd) {
+		case inputNone:
+			return false
+		case inputPong:
+			s.alive()
+			return false
+		}
+		return true
+	})
 }
+
+// input is what peekInput found waiting on a socket.
+type input int
+
+const (
+	inputNone  input = iota // nothing yet
+	inputPong               // a whole pong, which peekInput took off the socket
+	inputOther              // anything else, an error or the end of the stream included
+)

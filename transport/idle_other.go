@@ -1,7 +1,8 @@
-//go:build !linux
+//go:build !unix
 
 package transport
 
-// nothingToRead reports false where the peek is not written: the reader then waits in the
-// library, as it would without waitInput.
-func nothingToRead(uintptr) bool { return false }
+// canPeek says that there is no peekInput here: the reader waits in the library.
+const canPeek = false
+
+func peekInput(uintptr) input { return inputOther }

@@ -53,13 +53,15 @@ func (native) joinFrames() bool { return true }
 
 // keepalive has the writer ping a client that sent nothing for PingInterval, and drops one
 // whose pong has not come within PingTimeout. The writer only sends the ping; the pong comes
-// through the library's reader (session.pong), so no goroutine waits for it.
+// to session.alive (from the library's reader, or from waitInput), so no goroutine waits.
 func (native) keepalive(s *session, now time.Time) {
 	cfg := &s.srv.cfg
 	if sent := s.pingSent.Load(); sent != 0 {
-		if now.Sub(time.Unix(0, sent)) > cfg.PingTimeout {
+		// -1 marks a client already dropped, for the ticks until its session ends.
+		if sent > 0 && now.Sub(time.Unix(0, sent)) > cfg.PingTimeout && s.pingSent.CompareAndSwap(sent, -1) {
 			s.log().Debug("closing a client that did not answer a ping", "timeout", cfg.PingTimeout)
 			s.cut()
+			s.cancel(errPingTimeout)
 		}
 		return
 	}

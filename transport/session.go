@@ -22,12 +22,17 @@ import (
 // errSessionClosed ends a session's loops once the writer has closed the connection.
 var errSessionClosed = errors.New("session closed")
 
+// errPingTimeout ends a session whose client stopped answering pings (WebSocket pings on /ws,
+// Engine.IO pings on /socket.io/).
+var errPingTimeout = errors.New("client did not answer a ping within the ping timeout")
+
 // session is one WebSocket connection: a reader that decodes, validates and rate-limits the
 // client's requests and calls the hub, and a writer that drains the outbox into frames. Its
 // protocol (native, or Socket.IO) decides what goes over the wire; the rest is shared.
 //
 // Send and SendBestEffort (the shard.Member side) are called by shard goroutines; closeWith
-// by anyone; the rest by the reader alone.
+// and cut by anyone (the watchdog cuts); alive by whichever goroutine reads a frame (the
+// reader, or the writer during the library's close handshake); the rest by the reader alone.
 type session struct {
 	// Static after construction.
 	id   uint64
@@ -35,22 +40,25 @@ type session struct {
 	conn *websocket.Conn
 	raw  net.Conn // the connection under conn, for data frames (frame.go); nil: use conn
 	// The library's reader of raw and raw's file descriptor, to wait for input (idle.go);
-	// nil when raw is nil or has no descriptor.
+	// rawConn is nil when raw is nil or not a plain socket.
 	buffered *bufio.Reader
 	rawConn  syscall.RawConn
-	early    bool // owned by the reader; see waitInput
-	// bufferMu keeps waitInput's look at buffered from racing with the library's Close,
-	// which reads the close handshake through it on the writer's goroutine.
-	bufferMu sync.Mutex
 	remote   string
 	out      *outbox
 	proto    protocol
 	metrics  *protoMetrics
 
+	// bufferMu keeps waitInput's look at buffered from racing with the library's Close,
+	// which reads the close handshake through it on the writer's goroutine.
+	bufferMu sync.Mutex
+	early    bool // owned by the reader; see waitInput
+
 	lastRead     atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
 	writingSince atomic.Int64 // Unix nanoseconds when the write under way began; 0 when none
 	pingDue      atomic.Bool  // the watchdog found the connection idle: the writer pings it
-	pingSent     atomic.Int64 // Unix nanoseconds of the ping that awaits its pong; 0 when none
+	// pingSent is when the ping that awaits its pong went out (Unix nanoseconds); 0 when
+	// none does, -1 once the client was dropped for not answering (native.keepalive).
+	pingSent atomic.Int64
 
 	// The session's lifetime: cancelled when the reader or the writer ends it.
 	ctx    context.Context
@@ -191,6 +199,9 @@ func (s *session) run() {
 	err := s.readLoop(s.ctx)
 	s.cancel(err)
 	s.stopWriters()
+	// The library does not close the socket after every read error (a frame over the read
+	// limit, say: it only sends its close frame).
+	s.cut()
 	s.out.close()
 	s.leaveAll()
 
@@ -235,9 +246,7 @@ func (s *session) leaveAll() {
 
 func (s *session) readLoop(ctx context.Context) error {
 	for {
-		if err := s.waitInput(); err != nil {
-			return err
-		}
+		s.waitInput()
 		// Not ctx: the library would register a callback on it for every frame (an
 		// allocation and a lock); whatever cancels the session closes the socket instead.
 		typ, r, err := s.conn.Reader(context.Background())

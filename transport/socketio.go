@@ -69,9 +69,6 @@ func (p *socketIO) greet(s *session) {
 
 func (p *socketIO) joinFrames() bool { return false } // one Engine.IO packet a frame
 
-// errPingTimeout ends a Socket.IO session whose client stopped answering Engine.IO pings.
-var errPingTimeout = errors.New("socket.io client did not answer a ping within pingTimeout")
-
 // keepalive sends Engine.IO pings every PingInterval and ends the session when one is not
 // answered within PingTimeout (socket.io-client closes on its side the same way).
 func (p *socketIO) keepalive(s *session, now time.Time) {

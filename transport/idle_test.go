@@ -1,0 +1,72 @@
+package transport
+
+import (
+	"bytes"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// TestIdleReaderWaitsShallow: an idle client's reader waits for input at the top of its loop,
+// not in the library's frame reader (where its stack could not shrink), also after the pongs
+// the client sends to the server's pings: waitInput takes those off the socket itself.
+//
+// Not parallel: it looks at every session reader's stack, and wants its own alone.
+func TestIdleReaderWaitsShallow(t *testing.T) {
+	if !canPeek {
+		t.Skip("no peek on this platform: the reader waits in the library")
+	}
+	env := setupTest(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 10 * time.Second}, shard.Config{})
+	c := env.dial() // its reader answers pings
+	c.join("r", "idle")
+	var sess *session
+	waitFor(t, func() bool {
+		env.srv.mu.Lock()
+		defer env.srv.mu.Unlock()
+		for s := range env.srv.sessions {
+			sess = s
+		}
+		return sess != nil
+	})
+	joined := sess.lastRead.Load()
+	// The client sends nothing more: only its pongs can move lastRead.
+	waitFor(t, func() bool { return sess.lastRead.Load() > joined && sess.pingSent.Load() == 0 })
+	firstPong := sess.lastRead.Load()
+	waitFor(t, func() bool { return sess.lastRead.Load() > firstPong })
+
+	// A moment after a pong the reader may still be on its way back: look a few times.
+	var where string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		where = readerStacks(t)
+		if strings.Count(where, "(*session).readLoop") == 1 && strings.Contains(where, "(*session).waitInput") {
+			break
+		}
+	}
+	if !strings.Contains(where, "(*session).waitInput") || strings.Contains(where, "websocket.(*Conn).readFrameHeader") {
+		t.Fatalf("after two pongs the reader does not wait in waitInput:\n%s", where)
+	}
+	c.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: "still here", Ref: "m"})
+	if ev := c.nextOf(wire.TypeMessage); ev.Text != "still here" {
+		t.Fatalf("got %+v", ev)
+	}
+}
+
+// readerStacks returns the stacks of the goroutines running a session's readLoop.
+func readerStacks(t *testing.T) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&buf, 2); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, g := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(g, "(*session).readLoop") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
+}

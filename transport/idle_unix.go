@@ -1,0 +1,36 @@
+//go:build unix
+
+package transport
+
+import "syscall"
+
+// canPeek says that peekInput looks at the socket here.
+const canPeek = true
+
+// maxPong is the longest pong a client sends: two header bytes, the mask key, and a control
+// frame's payload of at most 125 bytes (RFC 6455, 5.5).
+const maxPong = 2 + 4 + 125
+
+// peekInput looks at the bytes waiting on the socket fd without taking them, and takes them
+// only when they start with a whole, masked, final pong, which the library would otherwise
+// read deep in its frame reader. syscall.Recvfrom does not allocate for a TCP socket (it
+// reports no peer address).
+func peekInput(fd uintptr) input {
+	var b [maxPong]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		return inputNone
+	case err != nil || n < 2:
+		return inputOther
+	}
+	const finPong, masked = 0x8a, 0x80
+	size := 2 + 4 + int(b[1]&0x7f)
+	if b[0] != finPong || b[1]&masked == 0 || size > maxPong || n < size {
+		return inputOther
+	}
+	if got, err := syscall.Read(int(fd), b[:size]); err != nil || got != size {
+		return inputOther // cannot happen with the bytes just peeked; the library reads on
+	}
+	return inputPong
+}
