@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -201,13 +203,34 @@ func (b *RedisBridge) reclaim() bool {
 	b.mu.Lock()
 	held := maps.Clone(b.held)
 	b.mu.Unlock()
-	for k, m := range held {
-		if !b.reclaimOne(k, m) {
-			return false
-		}
+	// One round trip a name: several workers keep calls in flight, and rueidis pipelines
+	// them on its connection. The first failure stops the handing out; the next chore
+	// round tries again.
+	work := make(chan roomUser)
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range min(reclaimWorkers, len(held)) {
+		wg.Go(func() {
+			for k := range work {
+				if !failed.Load() && !b.reclaimOne(k, held[k]) {
+					failed.Store(true)
+				}
+			}
+		})
 	}
-	return true
+	for k := range held {
+		if failed.Load() {
+			break
+		}
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	return !failed.Load()
 }
+
+// reclaimWorkers is how many names a reclaim claims at once.
+const reclaimWorkers = 32
 
 func (b *RedisBridge) reclaimOne(k roomUser, m shard.Member) bool {
 	names := b.nameLock(k.room, k.user)
