@@ -198,6 +198,52 @@ func TestFramesInPiecesAndTogether(t *testing.T) {
 	}
 }
 
+// TestPongWithMoreBehindIt: the reader takes a client's pong off the socket itself while it
+// waits (idle.go); what came in the same packet behind the pong must be read at once, without
+// waiting for more bytes that may never come.
+func TestPongWithMoreBehindIt(t *testing.T) {
+	t.Parallel()
+	message := appendMaskedFrame(nil, `{"type":"message","room":"r","text":"behind a pong","ref":"m"}`)
+	// A close frame with status 1000: opcode 8, masked, payload the two status bytes.
+	closeFrame := []byte{0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2}
+	for _, tc := range []struct {
+		name   string
+		behind []byte
+		want   func(op byte, payload []byte) bool
+	}{
+		{"a message", message, func(op byte, payload []byte) bool {
+			return op == 0x81 && strings.Contains(string(payload), "behind a pong")
+		}},
+		{"a close frame", closeFrame, func(op byte, _ []byte) bool { return op == 0x88 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := setupTest(t, Config{}, shard.Config{})
+			conn, r := rawUpgrade(t, env, appendMaskedFrame(nil, `{"type":"join","room":"r","user":"ann","ref":"j"}`))
+			for joined := false; !joined; {
+				for _, ev := range readServerEvents(t, r) {
+					joined = joined || ev.Type == wire.TypeJoined
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // the reader is back waiting for input
+			pong := []byte{0x8a, 0x80, 9, 9, 9, 9}
+			if _, err := conn.Write(append(pong, tc.behind...)); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				op, payload, err := nextServerFrame(r)
+				if err != nil {
+					t.Fatalf("what came behind the pong was not served: %v", err)
+				}
+				if tc.want(op, payload) {
+					return
+				}
+			}
+		})
+	}
+}
+
 // rawUpgrade upgrades a plain TCP connection to env's WebSocket endpoint, with extra bytes
 // after the request in the same write, and returns it with a reader past the 101 response.
 func rawUpgrade(t *testing.T, env *testEnv, extra []byte) (net.Conn, *bufio.Reader) {

@@ -31,6 +31,7 @@ func (s *session) adopt(h hijacked) {
 	if !canPeek {
 		s.rawConn = nil
 	}
+	s.inputWaiting = s.inputArrived // made once: a method value allocates
 }
 
 // waitInput returns once the client has sent something other than a pong (or the socket has
@@ -52,19 +53,25 @@ func (s *session) waitInput() {
 	if buffered > 0 {
 		return
 	}
-	// f runs again after each readiness signal from the runtime's poller, which can be
-	// stale: an edge seen while the library was reading, whose bytes it has read since. An
-	// error (the socket closed) is left for the library's read to report.
-	_ = s.rawConn.Read(func(fd uintptr) bool {
+	// An error (the socket closed) is left for the library's read to report.
+	_ = s.rawConn.Read(s.inputWaiting)
+}
+
+// inputArrived is waitInput's test, run again after each readiness signal from the runtime's
+// poller (which can be stale: an edge seen while the library was reading, whose bytes it has
+// read since). It reports whether there is input for the library, taking pongs off the
+// socket. After a pong it looks again at once: bytes that came with it bring no new signal.
+func (s *session) inputArrived(fd uintptr) bool {
+	for {
 		switch peekInput(fd) {
 		case inputNone:
 			return false
 		case inputPong:
 			s.alive()
-			return false
+			continue
 		}
 		return true
-	})
+	}
 }
 
 // input is what peekInput found waiting on a socket.

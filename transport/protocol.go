@@ -60,8 +60,8 @@ func (native) keepalive(s *session, now time.Time) {
 		// -1 marks a client already dropped, for the ticks until its session ends.
 		if sent > 0 && now.Sub(time.Unix(0, sent)) > cfg.PingTimeout && s.pingSent.CompareAndSwap(sent, -1) {
 			s.log().Debug("closing a client that did not answer a ping", "timeout", cfg.PingTimeout)
+			s.cancel(errPingTimeout) // first: the reader's error on the cut socket is not the cause
 			s.cut()
-			s.cancel(errPingTimeout)
 		}
 		return
 	}

@@ -40,13 +40,14 @@ type session struct {
 	conn *websocket.Conn
 	raw  net.Conn // the connection under conn, for data frames (frame.go); nil: use conn
 	// The library's reader of raw and raw's file descriptor, to wait for input (idle.go);
-	// rawConn is nil when raw is nil or not a plain socket.
-	buffered *bufio.Reader
-	rawConn  syscall.RawConn
-	remote   string
-	out      *outbox
-	proto    protocol
-	metrics  *protoMetrics
+	// rawConn is nil when raw is nil or not a plain socket, or where there is no peek.
+	buffered     *bufio.Reader
+	rawConn      syscall.RawConn
+	inputWaiting func(fd uintptr) bool // inputArrived
+	remote       string
+	out          *outbox
+	proto        protocol
+	metrics      *protoMetrics
 
 	// bufferMu keeps waitInput's look at buffered from racing with the library's Close,
 	// which reads the close handshake through it on the writer's goroutine.
@@ -407,7 +408,8 @@ func (s *session) refuse(ref string, e *wire.Error) {
 }
 
 // alive records a sign of life from the client: a frame read, or a pong (any pong, answer to
-// our ping or not; it is the library's OnPongReceived, run on whichever goroutine reads).
+// our ping or not), which waitInput takes off the socket or the library reads and hands to
+// its OnPongReceived, on whichever goroutine reads.
 func (s *session) alive() {
 	s.lastRead.Store(time.Now().UnixNano())
 	s.pingSent.Store(0)

@@ -78,8 +78,8 @@ func (p *socketIO) keepalive(s *session, now time.Time) {
 		if now.Sub(sent) > cfg.PingTimeout {
 			s.log().Debug("socket.io client missed a ping")
 			s.metrics.closed(wire.ClosePolicy)
+			s.cancel(errPingTimeout) // first: the reader's error on the cut socket is not the cause
 			s.cut()
-			s.cancel(errPingTimeout)
 		}
 		return
 	}
