@@ -205,7 +205,8 @@ func (b *RedisBridge) reclaim() bool {
 	b.mu.Unlock()
 	// One round trip a name: several workers keep calls in flight, and rueidis pipelines
 	// them on its connection. The first failure stops the handing out; the next chore
-	// round tries again.
+	// round tries again (a claim is safe to repeat). While Redis is slow, up to
+	// reclaimWorkers name locks wait on it at once, and joins whose names share them wait too.
 	work := make(chan roomUser)
 	var failed atomic.Bool
 	var wg sync.WaitGroup
