@@ -82,3 +82,21 @@ const (
 	inputPong               // a whole pong, which peekInput took off the socket
 	inputOther              // anything else, an error or the end of the stream included
 )
+
+// maxPong is the longest pong a client sends: two header bytes, the mask key, and a control
+// frame's payload of at most 125 bytes (RFC 6455, 5.5).
+const maxPong = 2 + 4 + 125
+
+// wholePong returns the length of the pong frame b starts with, or 0 when b does not start
+// with a whole, final, masked pong with a short length (RFC 6455, 5.2).
+func wholePong(b []byte) int {
+	const finPong, masked = 0x8a, 0x80
+	if len(b) < 2 || b[0] != finPong || b[1]&masked == 0 {
+		return 0
+	}
+	size := 2 + 4 + int(b[1]&0x7f) // 126 and 127 (extended lengths) pass maxPong
+	if size > maxPong || len(b) < size {
+		return 0
+	}
+	return size
+}

@@ -70,3 +70,52 @@ func readerStacks(t *testing.T) string {
 	}
 	return strings.Join(out, "\n\n")
 }
+
+func TestWholePong(t *testing.T) {
+	t.Parallel()
+	mask := []byte{1, 2, 3, 4}
+	pong := func(n int) []byte {
+		return append(append([]byte{0x8a, 0x80 | byte(n)}, mask...), make([]byte, n)...)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want int
+	}{
+		{"empty pong", pong(0), 6},
+		{"pong with payload, then more", append(pong(5), 0x81, 0x80), 11},
+		{"longest pong", pong(125), 131},
+		{"payload not all here", pong(5)[:9], 0},
+		{"mask key not all here", pong(0)[:4], 0},
+		{"one byte", []byte{0x8a}, 0},
+		{"unmasked", []byte{0x8a, 0x00}, 0},
+		{"not final", []byte{0x0a, 0x80, 1, 2, 3, 4}, 0},
+		{"a reserved bit", []byte{0xca, 0x80, 1, 2, 3, 4}, 0},
+		{"a ping", []byte{0x89, 0x80, 1, 2, 3, 4}, 0},
+		{"a text frame", []byte{0x81, 0x80, 1, 2, 3, 4}, 0},
+		{"16-bit length", append([]byte{0x8a, 0x80 | 126, 0, 6}, make([]byte, 10)...), 0},
+		{"64-bit length", append([]byte{0x8a, 0x80 | 127}, make([]byte, 140)...), 0},
+	} {
+		if got := wholePong(tc.b); got != tc.want {
+			t.Errorf("%s: wholePong(% x) = %d, want %d", tc.name, tc.b, got, tc.want)
+		}
+	}
+}
+
+// FuzzWholePong: whatever a client sends, wholePong claims only a whole pong of b: a final,
+// masked pong whose header, mask key and payload are all in b.
+func FuzzWholePong(f *testing.F) {
+	f.Add([]byte{0x8a, 0x80, 1, 2, 3, 4})
+	f.Add([]byte{0x8a, 0x85, 1, 2, 3, 4, 5})
+	f.Add([]byte{0x8a, 0xfe, 0, 1})
+	f.Add([]byte{0x81, 0x80, 1, 2, 3, 4, 0x8a})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := wholePong(b)
+		if n == 0 {
+			return
+		}
+		if n > len(b) || n > maxPong || b[0] != 0x8a || b[1]&0x80 == 0 || n != 6+int(b[1]&0x7f) {
+			t.Fatalf("wholePong(% x) = %d", b, n)
+		}
+	})
+}

@@ -7,10 +7,6 @@ import "syscall"
 // canPeek says that peekInput looks at the socket here.
 const canPeek = true
 
-// maxPong is the longest pong a client sends: two header bytes, the mask key, and a control
-// frame's payload of at most 125 bytes (RFC 6455, 5.5).
-const maxPong = 2 + 4 + 125
-
 // peekInput looks at the bytes waiting on the socket fd without taking them, and takes them
 // only when they start with a whole, masked, final pong, which the library would otherwise
 // read deep in its frame reader. syscall.Recvfrom does not allocate for a TCP socket (it
@@ -24,9 +20,8 @@ func peekInput(fd uintptr) input {
 	case err != nil || n < 2:
 		return inputOther
 	}
-	const finPong, masked = 0x8a, 0x80
-	size := 2 + 4 + int(b[1]&0x7f)
-	if b[0] != finPong || b[1]&masked == 0 || size > maxPong || n < size {
+	size := wholePong(b[:n])
+	if size == 0 {
 		return inputOther
 	}
 	if got, err := syscall.Read(int(fd), b[:size]); err != nil || got != size {
