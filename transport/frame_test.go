@@ -50,15 +50,7 @@ func TestFramesReachRealClients(t *testing.T) {
 	if _, _, err := c.conn.Read(ctx); err != nil { // welcome
 		t.Fatal(err)
 	}
-	var sess *session
-	waitFor(t, func() bool {
-		env.srv.mu.Lock()
-		defer env.srv.mu.Unlock()
-		for s := range env.srv.sessions {
-			sess = s
-		}
-		return sess != nil
-	})
+	sess := env.onlySession(t)
 	if sess.raw == nil {
 		t.Fatal("the server did not get the connection at the upgrade")
 	}

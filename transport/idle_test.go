@@ -23,15 +23,7 @@ func TestIdleReaderWaitsShallow(t *testing.T) {
 	env := setupTest(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 10 * time.Second}, shard.Config{})
 	c := env.dial() // its reader answers pings
 	c.join("r", "idle")
-	var sess *session
-	waitFor(t, func() bool {
-		env.srv.mu.Lock()
-		defer env.srv.mu.Unlock()
-		for s := range env.srv.sessions {
-			sess = s
-		}
-		return sess != nil
-	})
+	sess := env.onlySession(t)
 	joined := sess.lastRead.Load()
 	// The client sends nothing more: only its pongs can move lastRead.
 	waitFor(t, func() bool { return sess.lastRead.Load() > joined && sess.pingSent.Load() == 0 })

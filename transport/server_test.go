@@ -207,15 +207,7 @@ func BenchmarkSessionWrite(b *testing.B) {
 			if _, _, err := conn.Read(ctx); err != nil { // welcome
 				b.Fatal(err)
 			}
-			var sess *session
-			waitFor(b, func() bool {
-				env.srv.mu.Lock()
-				defer env.srv.mu.Unlock()
-				for s := range env.srv.sessions {
-					sess = s
-				}
-				return sess != nil
-			})
+			sess := env.onlySession(b)
 			b.SetBytes(int64(len(obj)))
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -270,3 +270,18 @@ func (c *client) startReading() {
 		c.closeErr()
 	})
 }
+
+// onlySession waits for the server's one session and returns it.
+func (e *testEnv) onlySession(t testing.TB) *session {
+	t.Helper()
+	var sess *session
+	waitFor(t, func() bool {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		for s := range e.srv.sessions {
+			sess = s
+		}
+		return sess != nil
+	})
+	return sess
+}
