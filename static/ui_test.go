@@ -597,11 +597,7 @@ func TestUISignIn(t *testing.T) {
 // and makes the server close with 1009 is marked failed, not sent again on every new
 // connection, and the page goes on working.
 func TestUIFrameTooBig(t *testing.T) {
-	env := setupUI(t, transport.Config{})
-	alice := env.newPage("alice", 1280, 800)
-	bob := dialWS(t, env.server.base)
-	bob.join("general", "bob")
-	alice.join(env.server.base, "alice", "general")
+	alice, bob := aliceAndBob(t)
 
 	// The page's sockets from now on are counted, and a frame with "pad me" in it grows past
 	// 16 KiB with white space after the JSON, as a frame the page misjudged would.
@@ -669,11 +665,7 @@ func TestUIFrameTooBig(t *testing.T) {
 // messages), the page says so, not that we go too fast, sends the message again more and more
 // slowly, and sends it once it can.
 func TestUIUnavailable(t *testing.T) {
-	env := setupUI(t, transport.Config{})
-	alice := env.newPage("alice", 1280, 800)
-	bob := dialWS(t, env.server.base)
-	bob.join("general", "bob")
-	alice.join(env.server.base, "alice", "general")
+	alice, bob := aliceAndBob(t)
 
 	// The first two tries of the message get the server's "unavailable" answer, without
 	// reaching it; the times of all tries are kept.
@@ -716,4 +708,16 @@ func TestUIUnavailable(t *testing.T) {
 	if n := eval[int](alice, `document.querySelectorAll(".pending-list .msg").length`); n != 0 {
 		t.Errorf("%d messages still pending", n)
 	}
+}
+
+// aliceAndBob starts a server with alice on a page and bob on a plain WebSocket, both in
+// general.
+func aliceAndBob(t *testing.T) (*page, *wsClient) {
+	t.Helper()
+	env := setupUI(t, transport.Config{})
+	alice := env.newPage("alice", 1280, 800)
+	bob := dialWS(t, env.server.base)
+	bob.join("general", "bob")
+	alice.join(env.server.base, "alice", "general")
+	return alice, bob
 }
