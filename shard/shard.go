@@ -486,7 +486,7 @@ func (s *Shard) publish(req *Request) *wire.Error {
 		return err
 	}
 	msg := wire.Message{Room: r.name, Seq: r.seq + 1, User: user, Text: req.Text, TS: time.Now().UnixMilli(), Ref: req.Ref}
-	obj := wire.AppendMessage(make([]byte, 0, 80+len(msg.Room)+len(msg.User)+len(msg.Text)+len(msg.Ref)), &msg)
+	obj := wire.AppendMessage(make([]byte, 0, wire.MessageOverhead+len(msg.Room)+len(msg.User)+len(msg.Text)+len(msg.Ref)), &msg)
 	s.fanout(r, Event{Kind: EventMessage, Epoch: r.epoch, Seq: msg.Seq, User: user, Obj: obj})
 	return nil
 }

@@ -434,3 +434,36 @@ func TestBurstFlushesOnce(t *testing.T) {
 		t.Fatalf("woken %d times for one batch of 11 objects", flushes)
 	}
 }
+
+// TestFanoutAllocations: a message costs the same allocations whatever the size of its room:
+// it is encoded once, and each member gets the same bytes. Not parallel: AllocsPerRun counts
+// every goroutine's allocations.
+func TestFanoutAllocations(t *testing.T) {
+	allocs := func(n int) float64 {
+		s := start(t, Config{})
+		members := make([]*queueMember, n)
+		for i := range members {
+			members[i] = &queueMember{}
+			if err := call(t, s.Join, Request{Member: members[i], Room: "r", User: fmt.Sprint("u", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		req := Request{Member: members[0], Room: "r", Text: "hello there, how is everyone doing today?", Ref: "c-17", Reply: make(chan error, 1)}
+		publish := func() {
+			if err := s.Publish(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2048 { // the members' queues and the room's history at their full size
+			publish()
+		}
+		return testing.AllocsPerRun(500, publish)
+	}
+	one, many := allocs(1), allocs(1000)
+	if many != one {
+		t.Errorf("a message to 1000 members allocates %v times, to 1 member %v: want no allocation per member", many, one)
+	}
+	if one > 1 {
+		t.Errorf("a message allocates %v times, want 1 (its encoding, shared by the members and the history)", one)
+	}
+}

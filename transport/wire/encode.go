@@ -20,6 +20,11 @@ type Message struct {
 	Ref  string
 }
 
+// MessageOverhead is how many bytes a message object has beyond its room, user, text and ref
+// when they need no escaping, at most (a 20-digit seq, a 13-digit ts): a buffer of that
+// plus their lengths takes AppendMessage without growing.
+const MessageOverhead = 112
+
 // AppendMessage appends the message object of m.
 func AppendMessage(dst []byte, m *Message) []byte {
 	dst = AppendMessageHead(dst, m.Room)

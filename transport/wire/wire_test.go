@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -265,5 +266,27 @@ func BenchmarkAppendMessage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendMessage(buf[:0], &msg)
+	}
+}
+
+// TestMessageOverhead: MessageOverhead covers a message object's bytes beyond its strings at
+// the longest seq and a 13-digit ts (until the year 2286).
+func TestMessageOverhead(t *testing.T) {
+	m := Message{Seq: math.MaxUint64, TS: 9_999_999_999_999, Room: "r", User: "u", Text: "t", Ref: "f"}
+	if n := len(AppendMessage(nil, &m)) - 4; n > MessageOverhead {
+		t.Errorf("a message object has %d bytes beyond its strings, MessageOverhead is %d", n, MessageOverhead)
+	}
+}
+
+// TestAppendMessageAllocations: encoding a message into a buffer with room allocates nothing.
+// Not parallel: AllocsPerRun counts every goroutine's allocations.
+func TestAppendMessageAllocations(t *testing.T) {
+	m := Message{Room: "general", Seq: 123456, User: "alice", Text: "hello there, how is everyone doing today?", TS: 1764430001234, Ref: "c-17"}
+	buf := make([]byte, 0, MessageOverhead+len(m.Room)+len(m.User)+len(m.Text)+len(m.Ref))
+	if n := testing.AllocsPerRun(100, func() { buf = AppendMessage(buf[:0], &m) }); n != 0 {
+		t.Errorf("AppendMessage allocates %v times, want 0", n)
+	}
+	if cap(buf) != MessageOverhead+len(m.Room)+len(m.User)+len(m.Text)+len(m.Ref) {
+		t.Errorf("the buffer grew to %d", cap(buf))
 	}
 }
