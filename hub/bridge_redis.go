@@ -513,14 +513,18 @@ func (b *RedisBridge) publishCmd(channel, payload string) rueidis.Completed {
 // with everyone else's.
 func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 	msg := wire.Message{Room: req.Room, User: req.User, Text: req.Text, TS: time.Now().UnixMilli(), Ref: req.Ref}
-	head := wire.AppendMessageHead(nil, req.Room)
-	tail := wire.AppendMessageTail(nil, &msg)
+	// Both parts in one buffer of the right size, and one string for both.
+	buf := make([]byte, 0, wire.MessageOverhead+len(msg.Room)+len(msg.User)+len(msg.Text)+len(msg.Ref))
+	buf = wire.AppendMessageHead(buf, req.Room)
+	split := len(buf)
+	parts := string(wire.AppendMessageTail(buf, &msg))
+	head, tail := parts[:split], parts[split:]
 	cctx, cancel := b.callCtx(ctx)
 	defer cancel()
 	start := time.Now()
 	seq, err := publishScript.Exec(cctx, b.client,
 		[]string{b.keys.meta(req.Room), b.keys.log(req.Room), b.keys.channel(req.Room)},
-		[]string{string(head), string(tail), req.User, b.args.history, b.args.ttl, b.args.sharded,
+		[]string{head, tail, req.User, b.args.history, b.args.ttl, b.args.sharded,
 			b.redisDeadline(cctx)},
 	).AsInt64()
 	b.noteCall(err)
