@@ -351,20 +351,27 @@ func (q *queueMember) Flush() {}
 func (q *queueMember) SendBestEffort(obj []byte) bool { return q.Send(obj) }
 func (q *queueMember) Kick(wire.CloseCode, string)    {}
 
+// fanoutRoom starts a shard with a room of n queueMembers, and returns it with a publish
+// request from the first of them.
+func fanoutRoom(t testing.TB, n int) (*Shard, Request) {
+	t.Helper()
+	s := start(t, Config{})
+	members := make([]*queueMember, n)
+	for i := range members {
+		members[i] = &queueMember{}
+		if err := call(t, s.Join, Request{Member: members[i], Room: "r", User: fmt.Sprint("u", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, Request{Member: members[0], Room: "r", Text: "hello there, how is everyone doing today?", Ref: "c-17", Reply: make(chan error, 1)}
+}
+
 // BenchmarkFanout publishes one message to a room of n members, through the shard's inbox,
 // and waits for the fan-out to finish: the cost of one message, per message.
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			s := start(b, Config{})
-			members := make([]*queueMember, n)
-			for i := range members {
-				members[i] = &queueMember{}
-				if err := call(b, s.Join, Request{Member: members[i], Room: "r", User: fmt.Sprint("u", i)}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			req := Request{Member: members[0], Room: "r", Text: "hello there, how is everyone doing today?", Ref: "c-17", Reply: make(chan error, 1)}
+			s, req := fanoutRoom(b, n)
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -440,15 +447,7 @@ func TestBurstFlushesOnce(t *testing.T) {
 // every goroutine's allocations.
 func TestFanoutAllocations(t *testing.T) {
 	allocs := func(n int) float64 {
-		s := start(t, Config{})
-		members := make([]*queueMember, n)
-		for i := range members {
-			members[i] = &queueMember{}
-			if err := call(t, s.Join, Request{Member: members[i], Room: "r", User: fmt.Sprint("u", i)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		req := Request{Member: members[0], Room: "r", Text: "hello there, how is everyone doing today?", Ref: "c-17", Reply: make(chan error, 1)}
+		s, req := fanoutRoom(t, n)
 		publish := func() {
 			if err := s.Publish(context.Background(), req); err != nil {
 				t.Fatal(err)
