@@ -117,10 +117,7 @@ func (s *Shard) park(r *room, req *Request) (parked bool, err *wire.Error) {
 
 func (s *Shard) requestSync(r *room, after uint64) {
 	if !r.syncDue.IsZero() {
-		// One is on its way; what it reads may already be stale for whoever asked now
-		// (a subscription that came back meanwhile): ask again when it answers.
-		r.syncAgain = true
-		return
+		return // one is on its way, and answers this asker too
 	}
 	r.syncDue = time.Now().Add(syncRetry)
 	r.syncAgain = false

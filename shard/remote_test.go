@@ -223,24 +223,42 @@ func TestRemoteLeaveCancelsParkedJoin(t *testing.T) {
 	}
 }
 
-func TestRemoteSyncFailureRefusesParkedJoins(t *testing.T) {
+// TestRemoteParkedJoinsShareOneSync: joins that wait for a cold room's state wait for one sync,
+// and all get its answer: seated when the store answered, unavailable when it could not.
+func TestRemoteParkedJoinsShareOneSync(t *testing.T) {
 	t.Parallel()
-	remote := &fakeRemote{}
-	s := start(t, Config{Remote: remote})
-	// Both joins go into the inbox before the answer, in order: both are parked behind one sync.
-	replies := []chan error{make(chan error, 1), make(chan error, 1)}
-	for i, user := range []string{"a", "b"} {
-		s.inbox <- command{op: opJoin, Request: Request{Member: &sink{}, Room: "r", User: user, Reply: replies[i]}}
-	}
-	_ = s.Synced(context.Background(), "r", RoomState{Err: errors.New("redis down")})
-	for _, reply := range replies {
-		var werr *wire.Error
-		if err := <-reply; !errors.As(err, &werr) || werr.Code != wire.CodeUnavailable {
-			t.Fatalf("parked join after a failed sync: %v, want unavailable", err)
-		}
-	}
-	if n := len(remote.syncs()); n != 1 {
-		t.Fatalf("%d syncs asked for two joins, want one", n)
+	for _, tc := range []struct {
+		name   string
+		answer RoomState
+		want   wire.Code // "" for seated
+	}{
+		{"answered", RoomState{Epoch: "e1"}, ""},
+		{"store down", RoomState{Err: errors.New("redis down")}, wire.CodeUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			remote := &fakeRemote{}
+			s := start(t, Config{Remote: remote})
+			// Both joins go into the inbox before the answer, in order: both are parked.
+			replies := []chan error{make(chan error, 1), make(chan error, 1)}
+			for i, user := range []string{"a", "b"} {
+				s.inbox <- command{op: opJoin, Request: Request{Member: &sink{}, Room: "r", User: user, Reply: replies[i]}}
+			}
+			_ = s.Synced(context.Background(), "r", tc.answer)
+			for _, reply := range replies {
+				err := <-reply
+				var werr *wire.Error
+				switch {
+				case tc.want == "" && err != nil:
+					t.Fatalf("parked join after the answer: %v, want seated", err)
+				case tc.want != "" && (!errors.As(err, &werr) || werr.Code != tc.want):
+					t.Fatalf("parked join after the answer: %v, want %s", err, tc.want)
+				}
+			}
+			if n := len(remote.syncs()); n != 1 {
+				t.Fatalf("%d syncs asked for two joins, want one", n)
+			}
+		})
 	}
 }
 
