@@ -330,12 +330,12 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 	_, queued := b.retries[roomUser{room: req.Room, user: req.User}]
 	delete(b.retries, roomUser{room: req.Room, user: req.User})
 	b.mu.Unlock()
-	// owned: nobody on this host held the name before this call.
-	owned := code == 1 || queued
+	// Nobody on this host held the name before this call: a failure gives it back.
+	claimedHere := code == 1 || queued
 	added, err := b.subs.watch(cctx, req.Room, req.Member)
 	if err != nil {
 		b.metrics.errors.WithLabelValues("subscribe").Inc()
-		if owned {
+		if claimedHere {
 			b.release(req.Room, req.User)
 		}
 		return unavailable("cannot join now")
@@ -347,14 +347,15 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 		if added {
 			b.subs.unwatch(req.Room, req.Member)
 		}
-		if owned && werr.Code != wire.CodeNameTaken { // name_taken here: a member of this host holds the name
+		if claimedHere && werr.Code != wire.CodeNameTaken { // name_taken here: a member of this host holds the name
 			b.release(req.Room, req.User)
 		}
 		return err
 	}
 	if err != nil {
-		if added { // a rejoin gave up waiting: the member keeps the seat it had
-			b.undoJoin(req, owned)
+		// Gave up waiting: a first join is undone; a rejoin (not added) keeps its seat.
+		if added {
+			b.undoJoin(req, claimedHere)
 		}
 		return err
 	}
@@ -366,7 +367,7 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 
 // undoJoin takes back a join whose caller gave up before the shard answered. The join may
 // or may not have reached the shard; a quiet leave queued behind it settles which.
-func (b *RedisBridge) undoJoin(req shard.Request, owned bool) {
+func (b *RedisBridge) undoJoin(req shard.Request, claimedHere bool) {
 	ctx, cancel := b.callCtx(context.Background())
 	defer cancel()
 	leave := shard.Request{Member: req.Member, Room: req.Room, User: req.User, Quiet: true, Reply: make(chan error, 1)}
@@ -377,7 +378,7 @@ func (b *RedisBridge) undoJoin(req shard.Request, owned bool) {
 		b.log.Warn("cannot undo a join cut short", "room", req.Room, "err", err)
 		return
 	}
-	if owned {
+	if claimedHere {
 		b.release(req.Room, req.User)
 	}
 	b.subs.unwatch(req.Room, req.Member)

@@ -51,6 +51,9 @@ type RoomState struct {
 // syncRetry is how long an unanswered Sync waits before it is asked again.
 const syncRetry = 3 * time.Second
 
+// syncRetryAfterError is how long a Sync the store could not answer waits to be asked again.
+const syncRetryAfterError = time.Second
+
 // maxPending bounds the messages a room holds while it waits for a gap to fill; past it,
 // newer messages are left to the next sync, which reads them from the store.
 const maxPending = 4096
@@ -263,7 +266,7 @@ func (s *Shard) synced(name string, st *RoomState) {
 		}
 		// Ask again soon: a gap may wait for this answer, and in a quiet room no later
 		// message would reveal it.
-		r.syncDue = time.Now().Add(time.Second)
+		r.syncDue = time.Now().Add(syncRetryAfterError)
 		return
 	}
 	switch {
