@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -102,12 +103,21 @@ func TestServeFlags(t *testing.T) {
 	}
 }
 
-// TestBenchScenarioFlag checks that --scenario takes exactly the scenarios the bench has.
+// TestBenchScenarioFlag checks that --scenario takes exactly the scenarios the bench has, that
+// each of them is a workload the bench can run, and that its help describes each.
 func TestBenchScenarioFlag(t *testing.T) {
 	names := bench.ScenarioNames()
+	field, _ := reflect.TypeFor[benchCmd]().FieldByName("Scenario")
+	help := field.Tag.Get("help")
 	for _, name := range names {
 		if c, err := parse(t, "bench", "--scenario", name); err != nil || c.Bench.Scenario != name {
 			t.Errorf("--scenario %s: %q, %v", name, c.Bench.Scenario, err)
+		}
+		if _, err := bench.Scenario(name); err != nil {
+			t.Errorf("scenario %s is listed but the bench cannot run it: %v", name, err)
+		}
+		if !strings.Contains(help, name+" (") {
+			t.Errorf("the help of --scenario does not describe %s: %q", name, help)
 		}
 	}
 	want := `"` + strings.Join(names, `","`) + `"`
