@@ -194,7 +194,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	var claims Claims
 	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) { return v.key, nil })
 	if err != nil {
-		return nil, &Refusal{Reason: reasonOf(err), Err: err}
+		return nil, &Refusal{Reason: reasonOf(err, &claims), Err: err}
 	}
 	user, ok := wire.NormalizeUser(claims.Subject)
 	if !ok {
@@ -204,7 +204,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	return &claims, nil
 }
 
-func reasonOf(err error) Reason {
+func reasonOf(err error, claims *Claims) Reason {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return ReasonMalformed
@@ -224,14 +224,17 @@ func reasonOf(err error) Reason {
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
 		return ReasonIssuer
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		// The library names the claim only in the message.
-		switch msg := err.Error(); {
-		case strings.Contains(msg, "aud claim"):
+		// The library names the claim only in its message; the claims themselves say which
+		// is missing (the parser fills them before it validates). aud and iss are required
+		// only when configured.
+		switch {
+		case claims.ExpiresAt == nil:
+			return ReasonNoExpiry
+		case len(claims.Audience) == 0:
 			return ReasonAudience
-		case strings.Contains(msg, "iss claim"):
+		case claims.Issuer == "":
 			return ReasonIssuer
 		}
-		return ReasonNoExpiry
 	}
 	return ReasonClaims
 }

@@ -120,6 +120,8 @@ func TestVerify(t *testing.T) {
 		{"another issuer", scoped, scopedToken("chat", "https://evil.example"), ReasonIssuer},
 		{"no iss", scoped, scopedToken("chat", ""), ReasonIssuer},
 		{"aud and iss ignored when not configured", hs, scopedToken("billing", "https://evil.example"), Reason{}},
+		// Several claims missing: the library joins its errors; exp is named first.
+		{"no exp and no aud", scoped, sign(t, jwt.SigningMethodHS256, secret, claimsFor("alice", time.Time{})), ReasonNoExpiry},
 	}...)
 	for _, tc := range cases {
 		claims, err := tc.v.Verify(tc.token)
