@@ -238,8 +238,7 @@ func (s *session) leaveAll() {
 	reply := make(chan error, 1)
 	for _, room := range rooms {
 		err := s.srv.cfg.Hub.Leave(ctx, shard.Request{Member: s, Room: room, User: user, Quiet: true, Reply: reply})
-		var werr *wire.Error
-		if err != nil && !errors.As(err, &werr) { // not_joined: a join cut short, nothing to undo
+		if _, refused := errors.AsType[*wire.Error](err); err != nil && !refused { // not_joined: a join cut short, nothing to undo
 			s.log().Warn("leave on disconnect failed", "err", err)
 		}
 	}
@@ -307,8 +306,7 @@ func (s *session) dispatch(ctx context.Context, req *wire.Request) error {
 		err = hub.Leave(ctx, hubReq)
 		// Forgotten only once the shard has let go: a leave that timed out is retried by
 		// leaveAll when the connection ends, so the member does not linger in the room.
-		var werr *wire.Error
-		if err == nil || (errors.As(err, &werr) && werr.Code == wire.CodeNotJoined) {
+		if werr, ok := errors.AsType[*wire.Error](err); err == nil || ok && werr.Code == wire.CodeNotJoined {
 			s.roomsMu.Lock()
 			delete(s.rooms, req.Room)
 			s.roomsMu.Unlock()
@@ -368,9 +366,8 @@ func (s *session) join(ctx context.Context, req *wire.Request) error {
 	err := s.srv.cfg.Hub.Join(ctx, shard.Request{
 		Member: s, Room: req.Room, Ref: req.Ref, User: user, Since: req.Since, Reply: s.reply,
 	})
-	var werr *wire.Error
 	s.roomsMu.Lock()
-	if errors.As(err, &werr) && !already {
+	if _, refused := errors.AsType[*wire.Error](err); refused && !already {
 		delete(s.rooms, req.Room)
 	}
 	if err == nil {
@@ -382,13 +379,15 @@ func (s *session) join(ctx context.Context, req *wire.Request) error {
 
 // outcome turns a hub error into an error object, a 1011 close, or the end of the session.
 func (s *session) outcome(ref string, err error) error {
-	var werr *wire.Error
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.As(err, &werr):
+	}
+	// AsType, not As: As's pointer argument would put werr on the heap for every request.
+	if werr, ok := errors.AsType[*wire.Error](err); ok {
 		s.refuse(ref, werr)
 		return nil
+	}
+	switch {
 	case errors.Is(err, shard.ErrInternal):
 		s.closeWith(wire.CloseInternal, "internal error")
 		return nil

@@ -31,7 +31,6 @@ type socketIO struct {
 	sid   string
 	cache *derivedCache
 
-	pongAt   atomic.Int64 // Unix ns of the last pong
 	awaiting atomic.Bool  // a ping is out and its pong has not come
 	pingSent atomic.Int64 // Unix ns of the last ping
 
@@ -57,7 +56,6 @@ func (p *socketIO) name() string { return "socketio" }
 
 func (p *socketIO) greet(s *session) {
 	cfg := &s.srv.cfg
-	p.pongAt.Store(time.Now().UnixNano())
 	p.pingSent.Store(time.Now().UnixNano())
 	s.queue(sio.AppendOpen(nil, sio.Open{
 		SID:          p.sid,
@@ -102,7 +100,6 @@ func (p *socketIO) serve(ctx context.Context, s *session, typ websocket.MessageT
 	}
 	switch t {
 	case sio.EIOPong:
-		p.pongAt.Store(time.Now().UnixNano())
 		p.awaiting.Store(false)
 		return nil
 	case sio.EIOPing: // a client's own probe: answer it
