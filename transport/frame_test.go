@@ -64,7 +64,13 @@ func TestFramesReachRealClients(t *testing.T) {
 			t.Fatalf("payload of %d bytes: read %d bytes, %v", n, len(got), err)
 		}
 	}
-	// Two objects queued together arrive in one frame, joined by a newline.
+	// Two objects queued together arrive in one frame, joined by a newline. Queued once the
+	// writer has retired: a running one could take "a" before "b" is in.
+	waitFor(t, func() bool {
+		sess.writerMu.Lock()
+		defer sess.writerMu.Unlock()
+		return !sess.writerOn
+	})
 	sess.Send([]byte("a"))
 	if sess.Send([]byte("b")) {
 		t.Fatal("a second object into a waiting outbox asked for a wake")

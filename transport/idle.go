@@ -31,7 +31,7 @@ func (s *session) adopt(h hijacked) {
 	if !canPeek {
 		s.rawConn = nil
 	}
-	s.inputWaiting = s.inputArrived // made once: a method value allocates
+	s.inputArrivedFunc = s.inputArrived // made once: a method value allocates
 }
 
 // waitInput returns once the client has sent something other than a pong (or the socket has
@@ -54,7 +54,7 @@ func (s *session) waitInput() {
 		return
 	}
 	// An error (the socket closed) is left for the library's read to report.
-	_ = s.rawConn.Read(s.inputWaiting)
+	_ = s.rawConn.Read(s.inputArrivedFunc)
 }
 
 // inputArrived is waitInput's test, run again after each readiness signal from the runtime's

@@ -515,6 +515,10 @@ func checkOrigin(r *http.Request, patterns []string) error {
 	return fmt.Errorf("origin %s may not connect; the server allows cross-origin pages only with --allowed-origins", u.Host)
 }
 
+// httpShutdownTimeout bounds the wait for plain HTTP requests under way once the sessions
+// have drained.
+const httpShutdownTimeout = 2 * time.Second
+
 // ListenAndServe serves on addr until ctx is done, then shuts down: it stops accepting,
 // drains sessions for up to drainTimeout, and returns. onListen, when set, gets the bound
 // address (useful with port 0).
@@ -549,7 +553,11 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, drainTimeout t
 	// clients elsewhere. Then http.Server.Shutdown closes the listener and idle HTTP
 	// connections; it would not have waited for hijacked WebSockets anyway (its doc says so).
 	wsErr := s.Shutdown(sctx)
-	httpErr := srv.Shutdown(sctx)
+	// Its own bound: the drain may have used all of sctx, and requests under way (a
+	// /metrics scrape, say) still deserve a moment to finish.
+	hctx, hcancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer hcancel()
+	httpErr := srv.Shutdown(hctx)
 	<-serveErr // Serve returns ErrServerClosed at once after Shutdown began
 	return errors.Join(httpErr, wsErr)
 }

@@ -41,13 +41,13 @@ type session struct {
 	raw  net.Conn // the connection under conn, for data frames (frame.go); nil: use conn
 	// The library's reader of raw and raw's file descriptor, to wait for input (idle.go);
 	// rawConn is nil when raw is nil or not a plain socket, or where there is no peek.
-	buffered     *bufio.Reader
-	rawConn      syscall.RawConn
-	inputWaiting func(fd uintptr) bool // inputArrived
-	remote       string
-	out          *outbox
-	proto        protocol
-	metrics      *protoMetrics
+	buffered         *bufio.Reader
+	rawConn          syscall.RawConn
+	inputArrivedFunc func(fd uintptr) bool // s.inputArrived, as a value made once
+	remote           string
+	out              *outbox
+	proto            protocol
+	metrics          *protoMetrics
 
 	// bufferMu keeps waitInput's look at buffered from racing with the library's Close,
 	// which reads the close handshake through it on the writer's goroutine.
