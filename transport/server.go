@@ -260,6 +260,7 @@ func (s *Server) watchSessions() {
 					continue
 				}
 				sess.proto.keepalive(sess, now)
+				sess.retireIdleWriter(now)
 			}
 			clear(sessions)
 		}

@@ -57,6 +57,10 @@ type session struct {
 	lastRead     atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
 	writingSince atomic.Int64 // Unix nanoseconds when the write under way began; 0 when none
 	pingDue      atomic.Bool  // the watchdog found the connection idle: the writer pings it
+	// writerWaiting is when the writer began to wait for something to write (Unix
+	// nanoseconds; 0 while it writes, or when none runs); retireDue asks it to exit.
+	writerWaiting atomic.Int64
+	retireDue     atomic.Bool
 	// pingSent is when the ping that awaits its pong went out (Unix nanoseconds); 0 when
 	// none does, -1 once the client was dropped for not answering (native.keepalive).
 	pingSent atomic.Int64

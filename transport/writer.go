@@ -11,6 +11,8 @@ import (
 
 // writerLinger is how long a writer with nothing to write waits for more before it exits.
 // A busy connection keeps its writer; an idle one holds no goroutine (and no stack) for it.
+// The server's watchdog retires it (retireIdleWriter): a timer per writer would cost one for
+// every writer started, which in a quiet room is one per member per message.
 const writerLinger = 500 * time.Millisecond
 
 // wakeWriter makes sure a writer goroutine runs to write what is queued: it starts one when
@@ -73,12 +75,7 @@ func (s *session) retireWriter() bool {
 func (s *session) writeLoop(ctx context.Context) error {
 	cfg := &s.srv.cfg
 	var batch [][]byte
-	var linger *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
-		}
-	}()
+	defer s.writerWaiting.Store(0)
 	for {
 		if s.pingDue.Swap(false) {
 			if err := s.pingIfIdle(ctx); err != nil {
@@ -122,20 +119,25 @@ func (s *session) writeLoop(ctx context.Context) error {
 		if wrote {
 			continue // more may have come while writing
 		}
-		if linger == nil {
-			linger = time.NewTimer(writerLinger)
-		} else {
-			linger.Reset(writerLinger)
-		}
+		s.writerWaiting.Store(time.Now().UnixNano())
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-s.out.wake:
-		case <-linger.C:
-			if s.retireWriter() {
-				return nil
-			}
 		}
+		s.writerWaiting.Store(0)
+		if s.retireDue.Swap(false) && s.retireWriter() {
+			return nil
+		}
+	}
+}
+
+// retireIdleWriter has a writer that has waited for more than writerLinger exit, unless
+// something comes meanwhile. The watchdog calls it.
+func (s *session) retireIdleWriter(now time.Time) {
+	if since := s.writerWaiting.Load(); since != 0 && now.UnixNano()-since >= int64(writerLinger) {
+		s.retireDue.Store(true)
+		s.out.signal()
 	}
 }
 
