@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -53,14 +52,7 @@ var chromiumFlags = []string{
 // the test when it is missing, except under CI=true, where it fails (testprog.Need's rule).
 func findChromium(t *testing.T) string {
 	t.Helper()
-	// Need takes one name: give it the one that is installed, or the usual one to report.
-	name := "chromium"
-	if _, err := exec.LookPath(name); err != nil {
-		if _, err := exec.LookPath("chromium-browser"); err == nil {
-			name = "chromium-browser"
-		}
-	}
-	return testprog.Need(t, name)
+	return testprog.Need(t, "chromium", "chromium-browser")
 }
 
 // uiEnv is a real shardchat server and a real headless Chromium.

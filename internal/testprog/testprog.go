@@ -16,15 +16,18 @@ import (
 	"time"
 )
 
-// Need returns the path of a program, skipping or failing the test when it is missing.
-func Need(t testing.TB, name string) string {
+// Need returns the path of a program (the first of name and otherNames that is installed),
+// skipping or failing the test when none is.
+func Need(t testing.TB, name string, otherNames ...string) string {
 	t.Helper()
-	if path, err := exec.LookPath(name); err == nil {
-		return path
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return filepath.Join(dir, name)
+	for _, name := range append([]string{name}, otherNames...) {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				return filepath.Join(dir, name)
+			}
 		}
 	}
 	if os.Getenv("CI") == "true" {
