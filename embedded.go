@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -28,11 +27,11 @@ func startBenchServer(cfg bench.ServerConfig, log *slog.Logger) (string, func() 
 		hub.Config{Shards: cfg.Shards, Shard: shard.Config{History: cfg.History}, Logger: log},
 		transport.Config{Logger: log, MaxConns: cfg.MaxConns, Rate: cfg.Rate, Burst: cfg.Burst, Queue: cfg.Queue})
 	if err != nil {
-		return "", nil, fmt.Errorf("embedded server: %w", err)
+		return "", nil, err // the bench says it is the embedded server's
 	}
 	url, stop, err := chatserver.StartLoopback(h, srv, benchDrainTimeout)
 	if err != nil {
-		return "", nil, fmt.Errorf("embedded server: %w", err)
+		return "", nil, err
 	}
 	return url, stop, nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -62,6 +63,11 @@ func TestMessagePrefix(t *testing.T) {
 		want := wire.ClientRequest{Type: wire.TypeMessage, Room: tt.room, Text: tt.text, Ref: "42.1700000000123456789"}
 		if got != want {
 			t.Errorf("%s decodes as %+v, want %+v", msg, got, want)
+		}
+		// encoding/json keeps the last of repeated keys: a prefix with a ref of its own
+		// would decode the same.
+		if n := strings.Count(string(msg), `"ref":`); n != 1 {
+			t.Errorf("%s has %d refs, want 1", msg, n)
 		}
 	}
 }
