@@ -13,6 +13,11 @@ GO=${GO:-go}
 SCENARIOS=${SCENARIOS:-seed burst fanout}
 RUNS=${RUNS:-3}
 OUT=${OUT:-BENCHMARKS.md}
+# The page is built from the medians table, which the bench writes from two runs on.
+if [ "$RUNS" -lt 2 ]; then
+	echo "RUNS=$RUNS: the page quotes medians of several runs; set RUNS to 2 or more" >&2
+	exit 2
+fi
 cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
@@ -64,7 +69,8 @@ echo "listening on $addr"
 for s in $SCENARIOS; do
 	echo "== shardchat bench --scenario $s --url ws://$addr/ws"
 	cut -d ' ' -f 1 /proc/loadavg >"$work/$s.load" 2>/dev/null || echo unknown >"$work/$s.load"
-	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" --runs "$RUNS" >"$work/$s.md" # a failed run stops make bench
+	# A failed run stops make bench, with its report, which says what went wrong.
+	"$work/shardchat" bench --scenario "$s" --url "ws://$addr/ws" --runs "$RUNS" >"$work/$s.md" || { cat "$work/$s.md"; exit 1; }
 	cat "$work/$s.md"
 done
 
@@ -84,7 +90,7 @@ if command -v redis-server >/dev/null 2>&1; then
 	redis="seed, two hosts on one Redis"
 	echo "== shardchat bench --scenario seed --url ws://$a/ws --url ws://$b/ws (Redis on port $rport)"
 	cut -d ' ' -f 1 /proc/loadavg >"$work/redis.load" 2>/dev/null || echo unknown >"$work/redis.load"
-	"$work/shardchat" bench --scenario seed --url "ws://$a/ws" --url "ws://$b/ws" --runs "$RUNS" >"$work/redis.md"
+	"$work/shardchat" bench --scenario seed --url "ws://$a/ws" --url "ws://$b/ws" --runs "$RUNS" >"$work/redis.md" || { cat "$work/redis.md"; exit 1; }
 	cat "$work/redis.md"
 fi
 
