@@ -107,12 +107,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"code", "transport"}),
 		protos: make(map[string]*protoMetrics),
 	}
-	closeCodes := []wire.CloseCode{wire.ClosePolicy, wire.CloseTooBig, wire.CloseInternal, wire.CloseRestart, wire.CloseTokenExpired, wire.CloseSlowConsumer}
 	for _, t := range transports {
 		for _, code := range wire.Codes() {
 			m.refused.WithLabelValues(string(code), t)
 		}
-		for _, code := range closeCodes {
+		for _, code := range wire.CloseCodes() {
 			m.closes.WithLabelValues(strconv.Itoa(int(code)), t)
 		}
 		m.protos[t] = &protoMetrics{

@@ -92,6 +92,11 @@ const (
 	CloseSlowConsumer CloseCode = 4008
 )
 
+// CloseCodes lists every close code, for tests and for pre-creating metric series.
+func CloseCodes() []CloseCode {
+	return []CloseCode{CloseNormal, ClosePolicy, CloseTooBig, CloseInternal, CloseRestart, CloseTokenExpired, CloseSlowConsumer}
+}
+
 // Limits are the per-connection limits announced in welcome.
 type Limits struct {
 	Text  int     `json:"text"`
