@@ -144,7 +144,7 @@ type RedisBridge struct {
 type scriptArgs struct {
 	history string // cfg.History
 	ttl     string // cfg.HistoryTTL in ms
-	sharded string // "1" for sharded pub/sub (Redis Cluster)
+	publish string // the scripts' publish command: PUBLISH, or SPUBLISH on a Redis Cluster
 }
 
 type syncRequest struct {
@@ -188,7 +188,7 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 			args: scriptArgs{
 				history: strconv.Itoa(cfg.History),
 				ttl:     strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
-				sharded: flag(client.Mode() == rueidis.ClientModeCluster),
+				publish: publishCommand(client.Mode() == rueidis.ClientModeCluster),
 			},
 			local:     local,
 			log:       cfg.Logger.With("node", cfg.Node),
@@ -405,7 +405,7 @@ func (b *RedisBridge) redisDeadline(ctx context.Context) string {
 // claim runs claimScript and answers its code and the room's users on live hosts, sorted.
 func (b *RedisBridge) claim(ctx context.Context, room, user string) (int64, []string, error) {
 	join := presencePayload(user, true, wire.AppendPresence(nil, room, user, wire.PresenceJoin))
-	args := []string{user, b.cfg.Node, b.args.ttl, b.redisDeadline(ctx), b.args.sharded, join}
+	args := []string{user, b.cfg.Node, b.args.ttl, b.redisDeadline(ctx), b.args.publish, join}
 	args = append(args, *b.dead.Load()...)
 	res, err := claimScript.Exec(ctx, b.client,
 		[]string{b.keys.users(room), b.keys.meta(room), b.keys.log(room), b.keys.channel(room)}, args).ToArray()
@@ -486,7 +486,7 @@ func (b *RedisBridge) tryRelease(room, user string) error {
 	defer cancel()
 	leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
 	err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)},
-		[]string{user, b.cfg.Node, b.args.sharded, leave}).Error()
+		[]string{user, b.cfg.Node, b.args.publish, leave}).Error()
 	if err != nil {
 		return fmt.Errorf("release %s in room %s: %w", user, room, err)
 	}
@@ -501,6 +501,15 @@ func (b *RedisBridge) announce(op, room, payload string) {
 	if err := b.client.Do(ctx, b.publishCmd(b.keys.channel(room), payload)).Error(); err != nil {
 		b.metrics.errors.WithLabelValues(op).Inc()
 	}
+}
+
+// publishCommand is the command that publishes on a room's channel: sharded pub/sub on a
+// Redis Cluster, where a channel lives in its room's slot.
+func publishCommand(cluster bool) string {
+	if cluster {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
 }
 
 func (b *RedisBridge) publishCmd(channel, payload string) rueidis.Completed {
@@ -525,7 +534,7 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 	start := time.Now()
 	seq, err := publishScript.Exec(cctx, b.client,
 		[]string{b.keys.meta(req.Room), b.keys.log(req.Room), b.keys.channel(req.Room)},
-		[]string{head, tail, req.User, b.args.history, b.args.ttl, b.args.sharded,
+		[]string{head, tail, req.User, b.args.history, b.args.ttl, b.args.publish,
 			b.redisDeadline(cctx)},
 	).AsInt64()
 	b.noteCall(err)

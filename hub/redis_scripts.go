@@ -7,6 +7,15 @@ import "github.com/redis/rueidis"
 //
 // A room's epoch is made by the script that finds the room without one, from Redis' clock
 // (seconds.microseconds): new whenever the room's keys are, and no work for the hosts.
+//
+// The scripts that publish take the command as an argument: PUBLISH, or SPUBLISH on a Redis
+// Cluster (publishCommand).
+
+// redisNow starts the scripts that read Redis' clock: t is TIME's answer, now the same in ms.
+const redisNow = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
 
 // publishScript orders one message: the room's next seq, appended to the room's stream
 // (trimmed to about the history size) and published on the room's channel, atomically. It is
@@ -17,11 +26,10 @@ import "github.com/redis/rueidis"
 // sender has stopped waiting by then and told its client that the message was not sent, which
 // must stay true.
 //
-// KEYS: meta, log, channel. ARGV: head, tail, user, history, ttl ms, "1" for sharded pub/sub,
+// KEYS: meta, log, channel. ARGV: head, tail, user, history, ttl ms, publish command,
 // deadline ms.
-var publishScript = rueidis.NewLuaScript(`
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[7]) then
+var publishScript = rueidis.NewLuaScript(redisNow + `
+if now > tonumber(ARGV[7]) then
   return -1
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -39,12 +47,7 @@ if redis.call('PTTL', KEYS[2]) < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
-local payload = 'M ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[3] .. '\n' .. obj
-if ARGV[6] == '1' then
-  redis.call('SPUBLISH', KEYS[3], payload)
-else
-  redis.call('PUBLISH', KEYS[3], payload)
-end
+redis.call(ARGV[6], KEYS[3], 'M ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[3] .. '\n' .. obj)
 return seq
 `)
 
@@ -84,11 +87,10 @@ return {epoch, seq, entries}
 // failure between the two can leave other hosts without the join. Past the deadline (Redis'
 // clock, ms) it does nothing and answers {-1}, as publishScript does.
 //
-// KEYS: users, meta, log, channel. ARGV: user, node, ttl ms, deadline ms, "1" for sharded
-// pub/sub, the join's payload, dead nodes...
-var claimScript = rueidis.NewLuaScript(`
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[4]) then
+// KEYS: users, meta, log, channel. ARGV: user, node, ttl ms, deadline ms, publish command,
+// the join's payload, dead nodes...
+var claimScript = rueidis.NewLuaScript(redisNow + `
+if now > tonumber(ARGV[4]) then
   return {-1}
 end
 if redis.call('HSETNX', KEYS[2], 'epoch', t[1] .. '.' .. t[2]) == 1 then
@@ -113,11 +115,7 @@ elseif cur then
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if code == 1 then
-  if ARGV[5] == '1' then
-    redis.call('SPUBLISH', KEYS[4], ARGV[6])
-  else
-    redis.call('PUBLISH', KEYS[4], ARGV[6])
-  end
+  redis.call(ARGV[5], KEYS[4], ARGV[6])
 end
 local out = {code}
 local all = redis.call('HGETALL', KEYS[1])
@@ -130,15 +128,11 @@ return out
 // releaseScript gives a user name back if node holds it, and then announces the leave with
 // ARGV[4] in the same step; it answers 1 when it did.
 //
-// KEYS: users, channel. ARGV: user, node, "1" for sharded pub/sub, the leave's payload.
+// KEYS: users, channel. ARGV: user, node, publish command, the leave's payload.
 var releaseScript = rueidis.NewLuaScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
-  if ARGV[3] == '1' then
-    redis.call('SPUBLISH', KEYS[2], ARGV[4])
-  else
-    redis.call('PUBLISH', KEYS[2], ARGV[4])
-  end
+  redis.call(ARGV[3], KEYS[2], ARGV[4])
   return 1
 end
 return 0
@@ -165,9 +159,7 @@ return gone
 // and Redis' clock (ms).
 //
 // KEYS: nodes. ARGV: node, ttl ms.
-var heartbeatScript = rueidis.NewLuaScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+var heartbeatScript = rueidis.NewLuaScript(redisNow + `
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local expired = 0
 if not old or tonumber(old) < now then
@@ -182,9 +174,7 @@ return {expired, redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'), redis.call('
 // pruning marker: of the hosts that see a node dead, the one that set it retires and prunes.
 //
 // KEYS: nodes. ARGV: node.
-var retireScript = rueidis.NewLuaScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+var retireScript = rueidis.NewLuaScript(redisNow + `
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) < now then
   return redis.call('ZREM', KEYS[1], ARGV[1])
