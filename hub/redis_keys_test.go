@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/shardchat/shardchat/shard"
@@ -32,14 +34,35 @@ func TestParsePayload(t *testing.T) {
 	}
 }
 
-// FuzzParsePayload: whatever comes on a channel, parsing never panics, and a message it
-// accepts has a seq.
+// FuzzParsePayload: whatever comes on a channel, parsing never panics; a message it accepts
+// has a seq; and what it accepts, written again the way the hosts write it (the publish
+// script's format for messages, typingPayload and presencePayload), parses to the same event.
 func FuzzParsePayload(f *testing.F) {
 	f.Add("M e1 7 al ice\n{\"a\":1}")
 	f.Add("P 1 carol\n{}")
+	f.Add("T 0 dave\n{\"b\":2}")
 	f.Fuzz(func(t *testing.T, p string) {
-		if ev, err := parsePayload(p); err == nil && ev.Kind == shard.EventMessage && ev.Seq == 0 {
-			t.Fatal("a message with seq 0")
+		ev, err := parsePayload(p)
+		if err != nil {
+			return
+		}
+		var again string
+		switch ev.Kind {
+		case shard.EventMessage:
+			if ev.Seq == 0 {
+				t.Fatal("a message with seq 0")
+			}
+			again = "M " + ev.Epoch + " " + strconv.FormatUint(ev.Seq, 10) + " " + ev.User + "\n" + string(ev.Obj)
+		case shard.EventTyping:
+			again = typingPayload(ev.User, ev.On, ev.Obj)
+		case shard.EventPresence:
+			again = presencePayload(ev.User, ev.On, ev.Obj)
+		default:
+			t.Fatalf("%q parsed as kind %v", p, ev.Kind)
+		}
+		ev2, err := parsePayload(again)
+		if err != nil || !reflect.DeepEqual(ev, ev2) {
+			t.Fatalf("%q parsed as %+v; written again as %q it parses as %+v, %v", p, ev, again, ev2, err)
 		}
 	})
 }
