@@ -31,30 +31,43 @@ func (s *session) adopt(h hijacked) {
 	if !canPeek {
 		s.rawConn = nil
 	}
-	s.inputArrivedFunc = s.inputArrived // made once: a method value allocates
+	// Made once: a method value allocates.
+	s.inputArrivedFunc = s.inputArrived
+	s.peekFunc = func(fd uintptr) { s.arrived = s.inputArrived(fd) }
+	s.armFunc = s.arm
 }
 
-// waitInput returns once the client has sent something other than a pong (or the socket has
-// an error or end of stream for the library to read and report). It returns at once when the
-// library's buffer holds bytes, or where the socket cannot be waited on this way.
-func (s *session) waitInput() {
+// waitInput returns false once the client has sent something other than a pong (or the
+// socket has an error or end of stream for the library to read and report), and true when,
+// with nothing sent, the reader parked (park.go) and must return. It returns false at once
+// when the library's buffer holds bytes, or where the socket cannot be waited on this way.
+func (s *session) waitInput() (parked bool) {
 	if s.early {
 		// Bytes that came with the upgrade request wait in front of the socket, not in the
 		// buffer (websocket.Accept put them there): the first read takes them all in.
 		s.early = false
-		return
+		return false
 	}
 	if s.rawConn == nil {
-		return
+		return false
 	}
 	s.bufferMu.Lock()
 	buffered := s.buffered.Buffered()
 	s.bufferMu.Unlock()
 	if buffered > 0 {
-		return
+		return false
+	}
+	if s.srv.poller != nil {
+		if err := s.rawConn.Control(s.peekFunc); err != nil || s.arrived {
+			return false // an error (the socket closed) is left for the library's read to report
+		}
+		if s.park() {
+			return true
+		}
 	}
 	// An error (the socket closed) is left for the library's read to report.
 	_ = s.rawConn.Read(s.inputArrivedFunc)
+	return false
 }
 
 // inputArrived is waitInput's test, run again after each readiness signal from the runtime's

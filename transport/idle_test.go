@@ -11,12 +11,14 @@ import (
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
-// TestIdleReaderWaitsShallow: an idle client's reader waits for input at the top of its loop,
-// not in the library's frame reader (where its stack could not shrink), also after the pongs
-// the client sends to the server's pings: waitInput takes those off the socket itself.
+// TestIdleReaderParks: an idle client's session holds no reader goroutine (its reader parks,
+// park.go), also after the pongs it sends to the server's pings, which wake a reader that
+// takes them off the socket and parks again; and the client's next message is served. Where
+// there is no poller, the reader waits for input at the top of its loop instead, not in the
+// library's frame reader (where its stack could not shrink).
 //
 // Not parallel: it looks at every session reader's stack, and wants its own alone.
-func TestIdleReaderWaitsShallow(t *testing.T) {
+func TestIdleReaderParks(t *testing.T) {
 	if !canPeek {
 		t.Skip("no peek on this platform: the reader waits in the library")
 	}
@@ -32,14 +34,19 @@ func TestIdleReaderWaitsShallow(t *testing.T) {
 
 	// A moment after a pong the reader may still be on its way back: look a few times.
 	var where string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	settled := func() bool {
 		where = readerStacks(t)
-		if strings.Count(where, "(*session).readLoop") == 1 && strings.Contains(where, "(*session).waitInput") {
-			break
+		if env.srv.poller != nil {
+			return where == "" && sess.parked.Load()
 		}
+		return strings.Count(where, "(*session).readLoop") == 1 && strings.Contains(where, "(*session).waitInput") &&
+			!strings.Contains(where, "websocket.(*Conn).readFrameHeader")
 	}
-	if !strings.Contains(where, "(*session).waitInput") || strings.Contains(where, "websocket.(*Conn).readFrameHeader") {
-		t.Fatalf("after two pongs the reader does not wait in waitInput:\n%s", where)
+	for deadline := time.Now().Add(5 * time.Second); !settled() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !settled() {
+		t.Fatalf("after two pongs the reader is not parked (poller %v, parked %v); readers:\n%s", env.srv.poller != nil, sess.parked.Load(), where)
 	}
 	c.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: "still here", Ref: "m"})
 	if ev := c.nextOf(wire.TypeMessage); ev.Text != "still here" {

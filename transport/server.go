@@ -171,6 +171,7 @@ type Server struct {
 	proxies   proxies
 	ipLimits  *ipLimits
 	derived   *derivedCache // Socket.IO forms of fanned-out objects
+	poller    *poller       // parked sessions' sockets (park.go); nil: none park
 
 	nextID   atomic.Uint64
 	conns    atomic.Int64
@@ -206,6 +207,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ipLimits = newIPLimits(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)
 	s.derived = newDerivedCache()
+	if s.poller, err = newPoller(s.log); err != nil {
+		s.log.Warn("idle connections will keep a goroutine each", "err", err)
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
@@ -390,19 +394,14 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 		_ = conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
 		return
 	}
-	go func() {
-		defer release()
-		defer s.untrack(sess)
-		s.runSession(sess)
-	}()
-}
-
-// runSession serves a tracked session until it ends.
-func (s *Server) runSession(sess *session) {
 	sess.metrics.connections.Inc()
 	sess.metrics.connectionsTotal.Inc()
-	defer sess.metrics.connections.Dec()
-	sess.run()
+	sess.onEnd = func() {
+		sess.metrics.connections.Dec()
+		s.untrack(sess)
+		release()
+	}
+	go sess.run()
 }
 
 // verify reads and checks the request's token.
@@ -472,6 +471,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.idle:
 		s.stop()
 		<-s.watchdogDone
+		s.poller.close()
 		return nil
 	case <-ctx.Done():
 	}
@@ -487,6 +487,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-s.idle
 	<-s.watchdogDone
+	s.poller.close()
 	return fmt.Errorf("shutdown: sessions cut after the drain timeout: %w", ctx.Err())
 }
 

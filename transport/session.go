@@ -53,6 +53,17 @@ type session struct {
 	// which reads the close handshake through it on the writer's goroutine.
 	bufferMu sync.Mutex
 	early    bool // owned by the reader; see waitInput
+	arrived  bool // owned by the reader: what peekFunc found
+	peekFunc func(fd uintptr)
+
+	// Parking (park.go): parked says that no reader runs and the poller will start one.
+	parked  atomic.Bool
+	armFunc func(fd uintptr) // s.arm, as a value made once
+	// Guarded by pollMu.
+	pollMu     sync.Mutex
+	registered bool  // the socket is in the poller's set
+	noPark     bool  // the session is ending: its reader waits on the runtime's poller
+	armErr     error // what the last arm reported
 
 	lastRead     atomic.Int64 // Unix nanoseconds of the last frame read, for idle pings
 	writingSince atomic.Int64 // Unix nanoseconds when the write under way began; 0 when none
@@ -83,6 +94,7 @@ type session struct {
 
 	// Set before run starts, or by the reader (a Socket.IO CONNECT) before any join.
 	claims *auth.Claims // the token's, when authentication is on
+	onEnd  func()       // the server's accounting for the end of the session; may be nil
 	expiry *time.Timer  // closes the session when the token expires
 
 	// Written by the reader alone, under roomsMu; the writer reads them under roomsMu when
@@ -175,6 +187,7 @@ func (s *session) closeWith(code wire.CloseCode, reason string) {
 // library's CloseNow waits for a close handshake under way, and the watchdog that cuts must
 // not wait on any one client.
 func (s *session) cut() {
+	s.unpark()
 	if s.raw == nil { // not hijacked through smallBuffers: only the library holds the socket
 		_ = s.conn.CloseNow()
 		return
@@ -188,20 +201,28 @@ func (s *session) closing() (wire.CloseCode, string) {
 	return s.closeCode, s.closeReason
 }
 
-// run serves the session until the reader or the writer ends it, then takes the member out
-// of its rooms. The reader runs on the caller's goroutine; the writer runs only while there is
-// something to write, so an idle session costs one goroutine.
+// run serves the session on the caller's goroutine until it ends, or until its reader parks
+// (park.go): then the session goes on without a goroutine of its own, and the poller starts
+// a reader when the client sends something. The writer runs only while there is something to
+// write. At the end the member leaves its rooms, and onEnd runs.
 func (s *session) run() {
 	if s.claims != nil {
 		s.watchExpiry()
 	}
-	defer func() {
-		if s.expiry != nil {
-			s.expiry.Stop()
-		}
-	}()
 	s.proto.greet(s)
-	err := s.readLoop(s.ctx)
+	s.read()
+}
+
+// read runs the reader until the session ends (and then ends it), or until it parks.
+func (s *session) read() {
+	parked, err := s.readLoop(s.ctx)
+	if !parked {
+		s.end(err)
+	}
+}
+
+// end ends the session, which err ended, on the reader's goroutine.
+func (s *session) end(err error) {
 	s.cancel(err)
 	s.stopWriters()
 	// The library does not close the socket after every read error (a frame over the read
@@ -209,12 +230,18 @@ func (s *session) run() {
 	s.cut()
 	s.out.close()
 	s.leaveAll()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
 
 	switch {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		s.metrics.closed(wire.CloseTooBig)
 	case websocket.CloseStatus(err) != -1:
 		s.log().Debug("client closed", "code", int(websocket.CloseStatus(err)))
+	}
+	if s.onEnd != nil {
+		s.onEnd()
 	}
 }
 
@@ -248,27 +275,31 @@ func (s *session) leaveAll() {
 	}
 }
 
-func (s *session) readLoop(ctx context.Context) error {
+// readLoop reads and serves the client's frames until the session must end (err) or the
+// reader parks (parked).
+func (s *session) readLoop(ctx context.Context) (parked bool, err error) {
 	for {
-		s.waitInput()
+		if s.waitInput() {
+			return true, nil
+		}
 		// Not ctx: the library would register a callback on it for every frame (an
 		// allocation and a lock); whatever cancels the session closes the socket instead.
 		typ, r, err := s.conn.Reader(context.Background())
 		if err != nil {
-			return err
+			return false, err
 		}
 		s.alive()
 		s.metrics.received.Inc()
 		bufp := s.srv.readBufs.Get().(*[]byte)
 		frame, err := wire.AppendRead((*bufp)[:0], r) // the read limit bounds it
 		if err != nil {
-			return err
+			return false, err
 		}
 		err = s.proto.serve(ctx, s, typ, frame)
 		*bufp = frame[:0]
 		s.srv.readBufs.Put(bufp)
 		if err != nil {
-			return err
+			return false, err
 		}
 	}
 }

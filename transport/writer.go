@@ -144,6 +144,7 @@ func (s *session) retireIdleWriter(now time.Time) {
 // close closes the connection with code and counts it.
 func (s *session) close(code wire.CloseCode, reason string) error {
 	s.metrics.closed(code)
+	s.unpark() // the library closes the socket after the handshake
 	s.bufferMu.Lock()
 	_ = s.conn.Close(websocket.StatusCode(code), reason) // errors here mean the peer is gone already
 	s.bufferMu.Unlock()

@@ -1,0 +1,106 @@
+//go:build linux
+
+package transport
+
+import (
+	"testing"
+	"time"
+
+	"github.com/shardchat/shardchat/shard"
+	"github.com/shardchat/shardchat/transport/wire"
+)
+
+// TestPollerStopResumesParked: when the poller stops (at shutdown, or if epoll failed), a
+// parked session gets a reader back, which waits on a goroutine of its own from then on and
+// serves the client as before.
+//
+// Not parallel: it looks at every session reader's stack.
+func TestPollerStopResumesParked(t *testing.T) {
+	env := setupTest(t, Config{}, shard.Config{})
+	c := env.dial()
+	c.join("r", "sleepy")
+	sess := env.onlySession(t)
+	waitFor(t, func() bool { return sess.parked.Load() && readerStacks(t) == "" })
+
+	env.srv.poller.close()
+	waitFor(t, func() bool { return !sess.parked.Load() && readerStacks(t) != "" })
+	c.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: "awake", Ref: "m"})
+	if ev := c.nextOf(wire.TypeMessage); ev.Text != "awake" {
+		t.Fatalf("got %+v", ev)
+	}
+	time.Sleep(50 * time.Millisecond) // the reader is back at the top of its loop
+	if sess.parked.Load() || readerStacks(t) == "" {
+		t.Fatal("the session parked with its poller stopped")
+	}
+}
+
+// TestParkedSessionsEnd: every way a parked session can end ends it and takes its member out
+// of the room: the client goes, the server closes it (a kick), or the watchdog cuts it (a
+// client that answers no ping). No reader goroutine is left behind.
+//
+// Not parallel: it looks at every session reader's stack.
+func TestParkedSessionsEnd(t *testing.T) {
+	env := setupTest(t, Config{PingInterval: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond}, shard.Config{})
+	watcher := env.dial()
+	watcher.join("r", "watcher")
+	gone := env.dial()
+	gone.join("r", "gone")
+	kicked := env.dial()
+	kicked.join("r", "kicked")
+	// Pongs wake and park the others; this one answers no ping.
+	conn, _ := rawUpgrade(t, env, appendMaskedFrame(nil, `{"type":"join","room":"r","user":"mute","ref":"j"}`))
+	defer conn.Close()
+	waitFor(t, func() bool { return env.parkedSessions() == 4 })
+
+	leaves := func(want string) {
+		t.Helper()
+		for {
+			ev := watcher.nextOf(wire.TypePresence)
+			if ev.Event == wire.PresenceLeave {
+				if ev.User != want {
+					t.Fatalf("want %s to leave, got %+v", want, ev)
+				}
+				return
+			}
+		}
+	}
+	_ = gone.conn.CloseNow()
+	leaves("gone")
+
+	waitFor(t, func() bool { return env.parkedSessions() >= 2 })
+	env.sessionOf("kicked").Kick(wire.ClosePolicy, "kicked")
+	kicked.expectClose(wire.ClosePolicy)
+	leaves("kicked")
+
+	leaves("mute") // cut by the watchdog, PingTimeout after its first ping
+	waitFor(t, func() bool { return env.sessions() == 1 && readerStacks(t) == "" })
+}
+
+// parkedSessions counts the sessions whose reader is parked.
+func (e *testEnv) parkedSessions() int {
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	n := 0
+	for s := range e.srv.sessions {
+		if s.parked.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// sessionOf returns the session of user.
+func (e *testEnv) sessionOf(user string) *session {
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	for s := range e.srv.sessions {
+		s.roomsMu.Lock()
+		u := s.user
+		s.roomsMu.Unlock()
+		if u == user {
+			return s
+		}
+	}
+	e.t.Fatalf("no session of %s", user)
+	return nil
+}
