@@ -33,14 +33,14 @@ func (s *session) adopt(h hijacked) {
 	}
 	// Made once: a method value allocates.
 	s.inputArrivedFunc = s.inputArrived
-	s.peekFunc = func(fd uintptr) { s.arrived = s.inputArrived(fd) }
 	s.armFunc = s.arm
 }
 
 // waitInput returns false once the client has sent something other than a pong (or the
-// socket has an error or end of stream for the library to read and report), and true when,
-// with nothing sent, the reader parked (park.go) and must return. It returns false at once
-// when the library's buffer holds bytes, or where the socket cannot be waited on this way.
+// socket has an error or end of stream for the library to read and report), and true when
+// the reader parked (park.go) and must return: it parks once the client has answered a ping
+// and sent nothing else (s.idle). It returns false at once when the library's buffer holds
+// bytes, or where the socket cannot be waited on this way.
 func (s *session) waitInput() (parked bool) {
 	if s.early {
 		// Bytes that came with the upgrade request wait in front of the socket, not in the
@@ -57,32 +57,37 @@ func (s *session) waitInput() (parked bool) {
 	if buffered > 0 {
 		return false
 	}
-	if s.srv.poller != nil {
-		if err := s.rawConn.Control(s.peekFunc); err != nil || s.arrived {
-			return false // an error (the socket closed) is left for the library's read to report
+	for {
+		if s.idle {
+			if s.park() {
+				return true
+			}
+			s.idle = false // parking refused: wait here
 		}
-		if s.park() {
-			return true
+		// An error (the socket closed) is left for the library's read to report.
+		_ = s.rawConn.Read(s.inputArrivedFunc)
+		if !s.idle {
+			return false
 		}
 	}
-	// An error (the socket closed) is left for the library's read to report.
-	_ = s.rawConn.Read(s.inputArrivedFunc)
-	return false
 }
 
 // inputArrived is waitInput's test, run again after each readiness signal from the runtime's
 // poller (which can be stale: an edge seen while the library was reading, whose bytes it has
 // read since). It reports whether there is input for the library, taking pongs off the
-// socket. After a pong it looks again at once: bytes that came with it bring no new signal.
+// socket, or, where sessions park, a pong and nothing after it (s.idle). After a pong it looks
+// again at once: bytes that came with it bring no new signal.
 func (s *session) inputArrived(fd uintptr) bool {
 	for {
 		switch peekInput(fd) {
 		case inputNone:
-			return false
+			return s.idle && s.srv.poller != nil
 		case inputPong:
 			s.alive()
+			s.idle = true
 			continue
 		}
+		s.idle = false
 		return true
 	}
 }

@@ -28,6 +28,8 @@ type poller struct {
 	mu       sync.Mutex
 	sessions map[uint64]*session // the sessions whose socket is in the set, by id
 	closed   bool                // no more arming: run has stopped or is stopping
+	wakeSent bool                // close has written to wakefd
+	warned   bool                // an arm failed and was logged: later ones are not
 }
 
 // stopID is the event data of the wake-up eventfd: session ids start at 1.
@@ -77,6 +79,12 @@ func (p *poller) arm(fd int, s *session, registered bool) error {
 	}
 	ev := pollEvent(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT, s.id)
 	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
+		if !p.warned {
+			// ENOSPC (fs.epoll.max_user_watches), say: sessions that cannot park keep a
+			// goroutine each, which costs memory, not service.
+			p.warned = true
+			p.log.Warn("an idle connection could not park; it keeps a goroutine", "err", err)
+		}
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	p.sessions[s.id] = s
@@ -165,13 +173,14 @@ func (p *poller) close() {
 		return
 	}
 	p.mu.Lock()
-	stopping := !p.closed
-	p.mu.Unlock()
-	if stopping {
+	if !p.closed && !p.wakeSent {
+		// Under mu: a concurrent close must not write to a closed, maybe reused, number.
+		p.wakeSent = true
 		var one [8]byte
 		one[0] = 1 // the eventfd counter is a native-endian uint64; any non-zero value wakes
 		_, _ = unix.Write(p.wakefd, one[:])
 	}
+	p.mu.Unlock()
 	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -16,7 +16,7 @@ import (
 //
 // Not parallel: it looks at every session reader's stack.
 func TestPollerStopResumesParked(t *testing.T) {
-	env := setupTest(t, Config{}, shard.Config{})
+	env := setupTest(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 10 * time.Second}, shard.Config{})
 	c := env.dial()
 	c.join("r", "sleepy")
 	sess := env.onlySession(t)
@@ -36,7 +36,7 @@ func TestPollerStopResumesParked(t *testing.T) {
 
 // TestParkedSessionsEnd: every way a parked session can end ends it and takes its member out
 // of the room: the client goes, the server closes it (a kick), or the watchdog cuts it (a
-// client that answers no ping). No reader goroutine is left behind.
+// client that answered one ping, and then no more). No reader goroutine is left behind.
 //
 // Not parallel: it looks at every session reader's stack.
 func TestParkedSessionsEnd(t *testing.T) {
@@ -47,9 +47,22 @@ func TestParkedSessionsEnd(t *testing.T) {
 	gone.join("r", "gone")
 	kicked := env.dial()
 	kicked.join("r", "kicked")
-	// Pongs wake and park the others; this one answers no ping.
-	conn, _ := rawUpgrade(t, env, appendMaskedFrame(nil, `{"type":"join","room":"r","user":"mute","ref":"j"}`))
+	conn, r := rawUpgrade(t, env, appendMaskedFrame(nil, `{"type":"join","room":"r","user":"mute","ref":"j"}`))
 	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	for {
+		op, _, err := nextServerFrame(r)
+		if err != nil {
+			t.Fatalf("before the first ping: %v", err)
+		}
+		if op == 0x89 {
+			break
+		}
+	}
+	if _, err := conn.Write([]byte{0x8a, 0x80, 1, 2, 3, 4}); err != nil { // one pong, the last
+		t.Fatal(err)
+	}
+	// The others answer every ping (their library does): all four park.
 	waitFor(t, func() bool { return env.parkedSessions() == 4 })
 
 	leaves := func(want string) {
@@ -67,13 +80,32 @@ func TestParkedSessionsEnd(t *testing.T) {
 	_ = gone.conn.CloseNow()
 	leaves("gone")
 
-	waitFor(t, func() bool { return env.parkedSessions() >= 2 })
-	env.sessionOf("kicked").Kick(wire.ClosePolicy, "kicked")
+	kickedSess := env.sessionOf("kicked")
+	waitFor(t, kickedSess.parked.Load)
+	kickedSess.Kick(wire.ClosePolicy, "kicked")
 	kicked.expectClose(wire.ClosePolicy)
 	leaves("kicked")
 
-	leaves("mute") // cut by the watchdog, PingTimeout after its first ping
+	leaves("mute") // cut by the watchdog, PingTimeout after its second ping
 	waitFor(t, func() bool { return env.sessions() == 1 && readerStacks(t) == "" })
+}
+
+// TestSocketIOSessionParks: a Socket.IO client that answers the server's Engine.IO pings and
+// sends nothing else parks too, and is served when it speaks again.
+//
+// Not parallel: it looks at every session reader's stack.
+func TestSocketIOSessionParks(t *testing.T) {
+	env := setupTest(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 10 * time.Second}, shard.Config{})
+	c := env.dialSIO(true)
+	c.connect()
+	sess := env.onlySession(t)
+	waitFor(t, func() bool { return sess.parked.Load() && readerStacks(t) == "" })
+	c.send(`421["join",{"username":"sio","room":"lobby"}]`)
+	var j joinAck
+	c.ack("1", &j)
+	if !j.OK {
+		t.Fatalf("join ack after parking: %+v", j)
+	}
 }
 
 // parkedSessions counts the sessions whose reader is parked.

@@ -207,9 +207,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ipLimits = newIPLimits(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)
 	s.derived = newDerivedCache()
-	if s.poller, err = newPoller(s.log); err != nil {
-		s.log.Warn("idle connections will keep a goroutine each", "err", err)
-	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
@@ -228,6 +225,10 @@ func New(cfg Config) (*Server, error) {
 		mux.Handle("GET /", static)
 	}
 	s.handler = mux
+	// Last: nothing may fail after the poller's goroutine starts.
+	if s.poller, err = newPoller(s.log); err != nil {
+		s.log.Warn("idle connections will keep a goroutine each", "err", err)
+	}
 	s.watchdogDone = make(chan struct{})
 	go s.watchSessions()
 	return s, nil

@@ -53,8 +53,12 @@ type session struct {
 	// which reads the close handshake through it on the writer's goroutine.
 	bufferMu sync.Mutex
 	early    bool // owned by the reader; see waitInput
-	arrived  bool // owned by the reader: what peekFunc found
-	peekFunc func(fd uintptr)
+	// Owned by the reader. idle: the client answered a ping (a pong, or Socket.IO's) and has
+	// sent nothing else since, or its last frame came after a long silence (parkGap); the
+	// reader parks when it waits for input next. lastFrame: when the last frame came (Unix
+	// nanoseconds; 0 before the first).
+	idle      bool
+	lastFrame int64
 
 	// Parking (park.go): parked says that no reader runs and the poller will start one.
 	parked  atomic.Bool
@@ -215,6 +219,7 @@ func (s *session) run() {
 
 // read runs the reader until the session ends (and then ends it), or until it parks.
 func (s *session) read() {
+	s.idle = false // the poller saw input: look at it before parking again
 	parked, err := s.readLoop(s.ctx)
 	if !parked {
 		s.end(err)
@@ -289,6 +294,9 @@ func (s *session) readLoop(ctx context.Context) (parked bool, err error) {
 			return false, err
 		}
 		s.alive()
+		now := s.lastRead.Load() // what alive stored: one clock read a frame
+		s.idle = s.lastFrame == 0 || now-s.lastFrame >= int64(parkGap)
+		s.lastFrame = now
 		s.metrics.received.Inc()
 		bufp := s.srv.readBufs.Get().(*[]byte)
 		frame, err := wire.AppendRead((*bufp)[:0], r) // the read limit bounds it
