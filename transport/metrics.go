@@ -23,6 +23,7 @@ type Metrics struct {
 	typingDropped    prometheus.Counter
 	refused          *prometheus.CounterVec // code, transport
 	closes           *prometheus.CounterVec // code, transport
+	parked           prometheus.Gauge
 
 	protos map[string]*protoMetrics // static after NewMetrics
 }
@@ -105,6 +106,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "shardchat_closes_total",
 			Help: "Sessions closed by the server, by WebSocket close code and transport.",
 		}, []string{"code", "transport"}),
+		parked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardchat_parked_connections",
+			Help: "Open sessions whose client is idle and that hold no goroutine: their socket waits in the server's epoll set (Linux).",
+		}),
 		protos: make(map[string]*protoMetrics),
 	}
 	for _, t := range transports {
@@ -130,6 +135,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.upgradesRefused.WithLabelValues(reason.Metric)
 	}
 	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.messages, m.framesWritten,
-		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes)
+		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes, m.parked)
 	return m
 }

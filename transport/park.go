@@ -41,6 +41,7 @@ func (s *session) park() bool {
 		return false
 	}
 	// Before arming: the event may come, and resume look, before Control returns.
+	s.srv.metrics.parked.Inc()
 	s.parked.Store(true)
 	if err := s.rawConn.Control(s.armFunc); err != nil || s.armErr != nil {
 		// The socket closed (the reader's next read reports it), or the poller stopped or
@@ -49,6 +50,7 @@ func (s *session) park() bool {
 		if !s.parked.CompareAndSwap(true, false) {
 			return true // a stopping poller resumed the session meanwhile: that reader goes on
 		}
+		s.srv.metrics.parked.Dec()
 		return false
 	}
 	s.registered = true
@@ -63,6 +65,7 @@ func (s *session) arm(fd uintptr) { s.armErr = s.srv.poller.arm(int(fd), s, s.re
 // The poller calls it at input, unpark when the session ends.
 func (s *session) resume() {
 	if s.parked.CompareAndSwap(true, false) {
+		s.srv.metrics.parked.Dec()
 		go s.read()
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
 )
@@ -88,6 +90,9 @@ func TestParkedSessionsEnd(t *testing.T) {
 
 	leaves("mute") // cut by the watchdog, PingTimeout after its second ping
 	waitFor(t, func() bool { return env.sessions() == 1 && readerStacks(t) == "" })
+	if got := testutil.ToFloat64(env.srv.metrics.parked); got != 1 {
+		t.Fatalf("shardchat_parked_connections = %v with only the watcher parked", got)
+	}
 }
 
 // TestSocketIOSessionParks: a Socket.IO client that answers the server's Engine.IO pings and
