@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,24 +18,24 @@ import (
 // one event at a time (EPOLLONESHOT), so a session's reader runs at most once for it; the
 // reader arms it again when it parks again.
 //
-// The runtime's own poller cannot be used for this: it hands readiness only to a goroutine
-// that waits, and the goroutine is what a parked session saves.
+// The runtime's own poller cannot watch the sockets themselves: it hands readiness only to a
+// goroutine that waits, and the goroutine is what a parked session saves. It does watch the
+// epoll set, which is readable while a socket in it is ready: so the poller's goroutine waits
+// like any reader, with no thread blocked in epoll_wait (a thread in a blocking system call
+// holds on to its P until the runtime's monitor takes it away, and wakes up the monitor).
 type poller struct {
-	epfd   int
-	wakefd int // an eventfd: close writes to it to stop run
-	log    *slog.Logger
-	done   chan struct{} // closed when run returns
+	epfd int
+	file *os.File        // epfd, for the runtime's poller
+	raw  syscall.RawConn // file's, to wait for readiness and read the events
+	log  *slog.Logger
+	done chan struct{} // closed when run returns
 
 	// Guarded by mu.
 	mu       sync.Mutex
 	sessions map[uint64]*session // the sessions whose socket is in the set, by id
 	closed   bool                // no more arming: run has stopped or is stopping
-	wakeSent bool                // close has written to wakefd
 	warned   bool                // an arm failed and was logged: later ones are not
 }
-
-// stopID is the event data of the wake-up eventfd: session ids start at 1.
-const stopID = 0
 
 // newPoller starts a poller; close stops it.
 func newPoller(log *slog.Logger) (*poller, error) {
@@ -41,27 +43,20 @@ func newPoller(log *slog.Logger) (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// Non-blocking, so that os.NewFile hands it to the runtime's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	file := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := file.SyscallConn()
 	if err != nil {
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		_ = file.Close()
+		return nil, fmt.Errorf("epoll set: %w", err)
 	}
-	ev := pollEvent(unix.EPOLLIN, stopID)
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(wakefd)
-		return nil, fmt.Errorf("epoll_ctl add eventfd: %w", err)
-	}
-	p := &poller{epfd: epfd, wakefd: wakefd, log: log, done: make(chan struct{}), sessions: make(map[uint64]*session)}
+	p := &poller{epfd: epfd, file: file, raw: raw, log: log, done: make(chan struct{}), sessions: make(map[uint64]*session)}
 	go p.run()
 	return p, nil
-}
-
-// pollEvent is an epoll event for events that carries id as its data.
-func pollEvent(events uint32, id uint64) unix.EpollEvent {
-	ev := unix.EpollEvent{Events: events}
-	ev.Fd, ev.Pad = int32(uint32(id)), int32(uint32(id>>32))
-	return ev
 }
 
 // arm has the poller resume s at the next input on fd, the socket of s: it adds fd to the set
@@ -77,7 +72,8 @@ func (p *poller) arm(fd int, s *session, registered bool) error {
 	if !registered {
 		op = unix.EPOLL_CTL_ADD
 	}
-	ev := pollEvent(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT, s.id)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	ev.Fd, ev.Pad = int32(uint32(s.id)), int32(uint32(s.id>>32))
 	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
 		if !p.warned {
 			// ENOSPC (fs.epoll.max_user_watches), say: sessions that cannot park keep a
@@ -112,42 +108,53 @@ func (p *poller) forget(id uint64) {
 
 var errPollerClosed = errors.New("poller closed")
 
-// run waits for input on parked sockets and resumes their sessions. epoll_wait blocks a
-// thread of its own, not a P: the runtime hands the P on while it waits.
+// run waits for input on parked sockets and resumes their sessions, until close.
 func (p *poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			// Cannot happen with a valid set and buffer; if it does, no parked session may
-			// be left waiting for an event that will not come.
-			p.log.Error("epoll_wait failed; idle connections keep a goroutine from now on", "err", err)
-			p.stop()
-			return
-		}
-		p.mu.Lock()
-		resumed := make([]*session, 0, n)
-		stopping := false
-		for _, ev := range events[:n] {
-			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			if id == stopID {
-				stopping = true
-			} else if s := p.sessions[id]; s != nil {
-				resumed = append(resumed, s)
+	var waitErr error
+	err := p.raw.Read(func(fd uintptr) bool {
+		for {
+			n, err := unix.EpollWait(int(fd), events, 0)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				waitErr = err
+				return true
+			}
+			p.resume(events[:n])
+			if n < len(events) {
+				return false // all read: wait for the set to be ready again
 			}
 		}
-		p.mu.Unlock()
-		for _, s := range resumed {
-			s.resume()
+	})
+	p.mu.Lock()
+	closing := p.closed
+	p.mu.Unlock()
+	if err = errors.Join(err, waitErr); err != nil && !closing {
+		// Cannot happen with a valid set and buffer; if it does, no parked session may be
+		// left waiting for an event that will not come.
+		p.log.Error("epoll_wait failed; idle connections keep a goroutine from now on", "err", err)
+	}
+	p.stop()
+}
+
+// resume resumes the sessions of events.
+func (p *poller) resume(events []unix.EpollEvent) {
+	if len(events) == 0 {
+		return
+	}
+	resumed := make([]*session, 0, len(events))
+	p.mu.Lock()
+	for _, ev := range events {
+		if s := p.sessions[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; s != nil {
+			resumed = append(resumed, s)
 		}
-		if stopping {
-			p.stop()
-			return
-		}
+	}
+	p.mu.Unlock()
+	for _, s := range resumed {
+		s.resume()
 	}
 }
 
@@ -167,26 +174,14 @@ func (p *poller) stop() {
 }
 
 // close stops run and releases the set. Sessions still parked are resumed, to wait for input
-// on goroutines of their own. It may be called more than once.
+// on goroutines of their own. It may be called more than once, from any goroutine.
 func (p *poller) close() {
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
-	if !p.closed && !p.wakeSent {
-		// Under mu: a concurrent close must not write to a closed, maybe reused, number.
-		p.wakeSent = true
-		var one [8]byte
-		one[0] = 1 // the eventfd counter is a native-endian uint64; any non-zero value wakes
-		_, _ = unix.Write(p.wakefd, one[:])
-	}
+	p.closed = true // before the close: no epoll_ctl on a number that may be reused
 	p.mu.Unlock()
+	_ = p.file.Close() // ends the wait in run; a second close reports an error, ignored
 	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.epfd >= 0 {
-		_ = unix.Close(p.epfd)
-		_ = unix.Close(p.wakefd)
-		p.epfd, p.wakefd = -1, -1
-	}
 }
