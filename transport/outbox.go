@@ -69,6 +69,16 @@ func (o *outbox) pending() bool {
 	return len(o.items) > 0 || (o.overflowed && !o.closed)
 }
 
+// shrink lets go of an empty queue's slice when it is larger than a quiet member needs: the
+// retiring writer calls it, so that an idle session keeps no burst's slice.
+func (o *outbox) shrink() {
+	o.mu.Lock()
+	if len(o.items) == 0 && cap(o.items) > 16 {
+		o.items = nil
+	}
+	o.mu.Unlock()
+}
+
 // close discards what is queued and makes later pushes no-ops.
 func (o *outbox) close() {
 	o.mu.Lock()
