@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,7 +26,9 @@ import (
 // holds on to its P until the runtime's monitor takes it away, and wakes up the monitor).
 type poller struct {
 	epfd int
-	file *os.File        // epfd, for the runtime's poller
+	// epfd, for the runtime's poller. Never call file.Fd: it puts the descriptor back in
+	// blocking mode, and the poller's goroutine would then block a thread again.
+	file *os.File
 	raw  syscall.RawConn // file's, to wait for readiness and read the events
 	log  *slog.Logger
 	done chan struct{} // closed when run returns
@@ -50,9 +53,14 @@ func newPoller(log *slog.Logger) (*poller, error) {
 	}
 	file := os.NewFile(uintptr(epfd), "epoll")
 	raw, err := file.SyscallConn()
+	if err == nil {
+		// os.ErrNoDeadline when the runtime's poller did not take the set: waiting for it
+		// would fail at once, and parking had better be off from the start.
+		err = file.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		_ = file.Close()
-		return nil, fmt.Errorf("epoll set: %w", err)
+		return nil, fmt.Errorf("epoll set in the runtime's poller: %w", err)
 	}
 	p := &poller{epfd: epfd, file: file, raw: raw, log: log, done: make(chan struct{}), sessions: make(map[uint64]*session)}
 	go p.run()
@@ -112,6 +120,7 @@ var errPollerClosed = errors.New("poller closed")
 func (p *poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
+	resumed := make([]*session, 0, len(events))
 	var waitErr error
 	err := p.raw.Read(func(fd uintptr) bool {
 		for {
@@ -123,7 +132,7 @@ func (p *poller) run() {
 				waitErr = err
 				return true
 			}
-			p.resume(events[:n])
+			resumed = p.resume(events[:n], resumed[:0])
 			if n < len(events) {
 				return false // all read: wait for the set to be ready again
 			}
@@ -140,12 +149,12 @@ func (p *poller) run() {
 	p.stop()
 }
 
-// resume resumes the sessions of events.
-func (p *poller) resume(events []unix.EpollEvent) {
+// resume resumes the sessions of events, collecting them in resumed (returned, emptied, for
+// the next call).
+func (p *poller) resume(events []unix.EpollEvent, resumed []*session) []*session {
 	if len(events) == 0 {
-		return
+		return resumed
 	}
-	resumed := make([]*session, 0, len(events))
 	p.mu.Lock()
 	for _, ev := range events {
 		if s := p.sessions[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; s != nil {
@@ -156,6 +165,8 @@ func (p *poller) resume(events []unix.EpollEvent) {
 	for _, s := range resumed {
 		s.resume()
 	}
+	clear(resumed)
+	return resumed[:0]
 }
 
 // stop refuses further arming and resumes every session still parked.
