@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -192,4 +193,60 @@ func BenchmarkScanObject(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestHasSpecial holds the word-at-a-time test to the byte table: every byte value, at every
+// position of a word of plain bytes, and next to bytes past ASCII (which must neither hide a
+// special byte nor pass for one).
+func TestHasSpecial(t *testing.T) {
+	t.Parallel()
+	for _, filler := range []byte{'a', 0x7f, 0x80, 0xff} {
+		for pos := range 8 {
+			for c := range 256 {
+				var w [8]byte
+				for i := range w {
+					w[i] = filler
+				}
+				w[pos] = byte(c)
+				want := stringSpecial[c] || stringSpecial[filler]
+				if got := hasSpecial(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("hasSpecial(% x) = %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestScanMessageFastPath: the messages the server writes take scanMessage's fast path (the
+// bench's speed depends on it), with or without a ref and with escapes in the text; anything
+// else falls back to the long way, which reads the same fields.
+func TestScanMessageFastPath(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		line string
+		fast bool
+	}{
+		{"as the server writes it", string(wire.AppendMessage(nil, &wire.Message{Room: "r-1", Seq: 9, User: "u1", Text: "hi", TS: 17, Ref: "1.2"})), true},
+		{"no ref", string(wire.AppendMessage(nil, &wire.Message{Room: "r-1", Seq: 9, User: "u1", Text: "hi", TS: 17})), true},
+		{"escapes in the text", string(wire.AppendMessage(nil, &wire.Message{Room: "r-1", Seq: 9, User: "u1", Text: "\"q\"\n é", TS: 17, Ref: "1.2"})), true},
+		{"white space", `{"type":"message", "room":"r-1","seq":9,"user":"u1","text":"hi","ts":17}`, false},
+		{"an escape in the room", `{"type":"message","room":"r\u002d1","seq":9,"user":"u1","text":"hi","ts":17}`, false},
+		{"another order", `{"type":"message","seq":9,"room":"r-1","user":"u1","text":"hi","ts":17}`, false},
+		{"a key more", `{"type":"message","room":"r-1","seq":9,"user":"u1","text":"hi","ts":17,"ref":"1.2","x":1}`, false},
+		{"seq not an integer", `{"type":"message","room":"r-1","seq":9.5,"user":"u1","text":"hi","ts":17}`, false},
+		{"trailing space", `{"type":"message","room":"r-1","seq":9,"user":"u1","text":"hi","ts":17} `, false},
+	} {
+		var fast object
+		if got := scanMessage([]byte(tc.line), &fast); got != tc.fast {
+			t.Errorf("%s: scanMessage(%s) = %v, want %v", tc.name, tc.line, got, tc.fast)
+			continue
+		}
+		want, ok := referenceScan([]byte(tc.line))
+		var got object
+		err := scanObject([]byte(tc.line), &got)
+		if ok != (err == nil) || ok && !sameObject(got, want) {
+			t.Errorf("%s: scanObject(%s) = %s, %v; encoding/json: %s, %v", tc.name, tc.line, show(got), err, show(want), ok)
+		}
+	}
 }
