@@ -150,8 +150,7 @@ type Shard struct {
 // maxBatch bounds how many waiting commands the shard handles before it wakes the writers
 // of the members it queued objects for. Under a burst, each writer then writes many objects
 // in one frame; with nothing waiting, every command is flushed at once. 256 rather than 64:
-// bench fanout, 4 interleaved runs, server CPU 1.65-1.91 -> 1.56-1.70 s and e2e p99
-// 1036-1175 -> 1028-1043 ms (burst, 2 sets of 5 runs: no difference beyond noise).
+// fewer, larger writes in a busy room (BENCHMARKS.md has the runs).
 const maxBatch = 256
 
 // New returns a shard; start it with Run.
