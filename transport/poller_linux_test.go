@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -140,4 +141,48 @@ func (e *testEnv) sessionOf(user string) *session {
 	}
 	e.t.Fatalf("no session of %s", user)
 	return nil
+}
+
+// TestParkingUnderChurn: many clients whose readers park and wake over and over (a message
+// now and then, pongs in between) get every message of their room in order, and when they
+// all go, every session ends: no reader left, no session counted as parked.
+//
+// Not parallel: it looks at every session reader's stack.
+func TestParkingUnderChurn(t *testing.T) {
+	env := setupTest(t, Config{PingInterval: 20 * time.Millisecond, PingTimeout: 5 * time.Second}, shard.Config{})
+	const clients, rooms, rounds = 60, 3, 5
+	cs := make([]*client, clients)
+	for i := range cs {
+		cs[i] = env.dial()
+		cs[i].join(fmt.Sprint("r", i%rooms), fmt.Sprint("u", i))
+	}
+	mostParked := 0
+	for round := range rounds {
+		for i, c := range cs {
+			c.send(wire.ClientRequest{Type: wire.TypeMessage, Room: fmt.Sprint("r", i%rooms), Text: fmt.Sprintf("%d/%d", i, round), Ref: fmt.Sprint(round)})
+		}
+		// Past a ping round: the readers park after their pongs, and the next round's
+		// messages wake them.
+		time.Sleep(50 * time.Millisecond)
+		mostParked = max(mostParked, env.parkedSessions())
+	}
+	if mostParked < clients/2 {
+		t.Fatalf("at most %d of %d sessions parked between rounds", mostParked, clients)
+	}
+	for i, c := range cs {
+		var last uint64
+		for range clients / rooms * rounds {
+			ev := c.nextOf(wire.TypeMessage)
+			if ev.Seq <= last {
+				t.Fatalf("client %d: seq %d after %d", i, ev.Seq, last)
+			}
+			last = ev.Seq
+		}
+	}
+	for _, c := range cs {
+		_ = c.conn.CloseNow()
+	}
+	waitFor(t, func() bool {
+		return env.sessions() == 0 && readerStacks(t) == "" && testutil.ToFloat64(env.srv.metrics.parked) == 0
+	})
 }
