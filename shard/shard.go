@@ -40,6 +40,13 @@ type Config struct {
 	// MaxIdleRooms is how many rooms without members the shard keeps; past it, the longest
 	// idle go first. Default 10000.
 	MaxIdleRooms int
+	// Batch bounds how many waiting commands the shard handles before it wakes the writers
+	// of the members it queued objects for: under a burst, each writer then writes many
+	// objects in one frame; with nothing waiting, every command is flushed at once. A member
+	// may get an object for each command of a batch before its writer runs, so keep Batch
+	// well under the members' queue. Default 256 (64 made more, smaller writes in a busy
+	// room: BENCHMARKS.md).
+	Batch int
 	// TypingRefresh is how often a typist's repeated typing-on is passed on. Default 2s.
 	TypingRefresh time.Duration
 	// Logger receives the shard's logs. Default slog.Default().
@@ -64,6 +71,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdleRooms <= 0 {
 		c.MaxIdleRooms = 10000
+	}
+	if c.Batch <= 0 {
+		c.Batch = 256
 	}
 	if c.TypingRefresh <= 0 {
 		c.TypingRefresh = 2 * time.Second
@@ -147,12 +157,6 @@ type Shard struct {
 	toFlush []Member // members that got objects since the last flush and need waking
 }
 
-// maxBatch bounds how many waiting commands the shard handles before it wakes the writers
-// of the members it queued objects for. Under a burst, each writer then writes many objects
-// in one frame; with nothing waiting, every command is flushed at once. 256 rather than 64:
-// fewer, larger writes in a busy room (BENCHMARKS.md has the runs).
-const maxBatch = 256
-
 // New returns a shard; start it with Run.
 func New(cfg Config) *Shard {
 	cfg = cfg.withDefaults()
@@ -199,9 +203,9 @@ func (s *Shard) Run(ctx context.Context) {
 	}
 }
 
-// handleWaiting handles the commands already waiting in the inbox, up to maxBatch.
+// handleWaiting handles the commands already waiting in the inbox, up to Batch in all.
 func (s *Shard) handleWaiting() {
-	for range maxBatch - 1 {
+	for range s.cfg.Batch - 1 {
 		select {
 		case cmd := <-s.inbox:
 			s.handle(cmd)

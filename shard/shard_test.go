@@ -400,45 +400,58 @@ func (g *gate) Send(obj []byte) bool {
 	return g.sink.Send(obj)
 }
 
-// TestBurstFlushesOnce: commands that wait while the shard is busy are handled as one batch,
-// and each member's writer is woken once for all of them.
-func TestBurstFlushesOnce(t *testing.T) {
+// TestBurstFlushes: commands that wait while the shard is busy are handled in batches of
+// up to Config.Batch, and each member's writer is woken once per batch for all of them.
+func TestBurstFlushes(t *testing.T) {
 	t.Parallel()
-	s := start(t, Config{})
-	g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
-	other := &sink{}
-	if err := call(t, s.Join, Request{Member: other, Room: "r", User: "other"}); err != nil {
-		t.Fatal(err)
-	}
-	other.events(t)
-	// The shard flushes after it answers the join: wait for that flush to count it.
-	waitFor(t, func() bool {
-		other.mu.Lock()
-		defer other.mu.Unlock()
-		return other.flushes > 0
-	})
-	other.mu.Lock()
-	flushesBefore := other.flushes
-	other.mu.Unlock()
-	go func() { _ = s.Join(context.Background(), Request{Member: g, Room: "r", User: "g"}) }()
-	<-g.entered // the shard is now inside the join's fan-out
-	for i := range 10 {
-		if err := s.Publish(context.Background(), Request{Member: other, Room: "r", Text: fmt.Sprint(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(g.open)
-	waitFor(t, func() bool {
-		other.mu.Lock()
-		defer other.mu.Unlock()
-		return len(other.objs) == 11 // g's presence join and the 10 messages
-	})
-	waitFor(t, func() bool { other.mu.Lock(); defer other.mu.Unlock(); return other.flushes > flushesBefore })
-	other.mu.Lock()
-	flushes := other.flushes - flushesBefore
-	other.mu.Unlock()
-	if flushes != 1 {
-		t.Fatalf("woken %d times for one batch of 11 objects", flushes)
+	for _, tc := range []struct {
+		name  string
+		batch int
+		want  int // flushes for the gated join and the 10 messages behind it
+	}{
+		{"default batch", 0, 1},
+		{"batch of 4", 4, 3},
+		{"batch of 1", 1, 11},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := start(t, Config{Batch: tc.batch})
+			g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
+			other := &sink{}
+			if err := call(t, s.Join, Request{Member: other, Room: "r", User: "other"}); err != nil {
+				t.Fatal(err)
+			}
+			other.events(t)
+			// The shard flushes after it answers the join: wait for that flush to count it.
+			waitFor(t, func() bool {
+				other.mu.Lock()
+				defer other.mu.Unlock()
+				return other.flushes > 0
+			})
+			other.mu.Lock()
+			flushesBefore := other.flushes
+			other.mu.Unlock()
+			go func() { _ = s.Join(context.Background(), Request{Member: g, Room: "r", User: "g"}) }()
+			<-g.entered // the shard is now inside the join's fan-out
+			for i := range 10 {
+				if err := s.Publish(context.Background(), Request{Member: other, Room: "r", Text: fmt.Sprint(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(g.open)
+			waitFor(t, func() bool {
+				other.mu.Lock()
+				defer other.mu.Unlock()
+				return len(other.objs) == 11 && other.flushes-flushesBefore >= tc.want // g's presence join and the 10 messages
+			})
+			time.Sleep(20 * time.Millisecond) // a flush too many would come now
+			other.mu.Lock()
+			flushes := other.flushes - flushesBefore
+			other.mu.Unlock()
+			if flushes != tc.want {
+				t.Fatalf("woken %d times for 11 objects, want %d", flushes, tc.want)
+			}
+		})
 	}
 }
 

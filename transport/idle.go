@@ -2,11 +2,12 @@ package transport
 
 import "net"
 
-// An idle connection costs its reader goroutine's stack, and a goroutine parked deep in the
-// library's frame reader keeps the stack that reading and serving requests grew (8 KiB and
-// more): the garbage collector halves a stack only while less than a quarter of it is in use.
-// So the reader waits for the client's next bytes at the top of its loop, a few frames deep,
-// and only then calls into the library; parked there, its stack shrinks back to 4 KiB.
+// A reader that waits for its client keeps its goroutine's stack (where sessions do not park,
+// park.go: another platform, or a client that talks often), and a goroutine waiting deep in
+// the library's frame reader keeps the stack that reading and serving requests grew (8 KiB
+// and more): the garbage collector halves a stack only while less than a quarter of it is in
+// use. So the reader waits for the client's next bytes at the top of its loop, a few frames
+// deep, and only then calls into the library; waiting there, its stack shrinks back to 4 KiB.
 //
 // The library handles control frames inside its Reader and goes on waiting for a data frame,
 // deep: a pong, which every idle client sends once per PingInterval, would put the reader back

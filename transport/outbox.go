@@ -69,11 +69,14 @@ func (o *outbox) pending() bool {
 	return len(o.items) > 0 || (o.overflowed && !o.closed)
 }
 
+// quietQueue is the capacity of a queue's slice that an idle member may keep (384 bytes).
+const quietQueue = 16
+
 // shrink lets go of an empty queue's slice when it is larger than a quiet member needs: the
 // retiring writer calls it, so that an idle session keeps no burst's slice.
 func (o *outbox) shrink() {
 	o.mu.Lock()
-	if len(o.items) == 0 && cap(o.items) > 16 {
+	if len(o.items) == 0 && cap(o.items) > quietQueue {
 		o.items = nil
 	}
 	o.mu.Unlock()
