@@ -1,10 +1,12 @@
 package transport
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"slices"
@@ -108,6 +110,24 @@ func TestPingDropsDeadClients(t *testing.T) {
 	waitFor(t, func() bool { return testutil.ToFloat64(env.metrics.connections.WithLabelValues("ws")) == 1 })
 }
 
+// muteUntilPing connects a raw client that joins room r as mute, a client that answers no
+// ping by itself, and reads the server's frames up to its first ping (the welcome and the
+// joined reply come before it).
+func muteUntilPing(t *testing.T, env *testEnv) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, r := rawUpgrade(t, env, appendMaskedFrame(nil, `{"type":"join","room":"r","user":"mute","ref":"j"}`))
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	for {
+		op, _, err := nextServerFrame(r)
+		if err != nil {
+			t.Fatalf("before the first ping: %v", err)
+		}
+		if op == 0x89 {
+			return conn, r
+		}
+	}
+}
+
 // TestPingDoesNotHoldDeliveries: a client that reads but does not answer pings (a slow or
 // broken one) still gets its messages while its ping is out: the writer does not wait for the
 // pong. Once PingTimeout has passed without one, it is dropped and leaves its room.
@@ -116,19 +136,7 @@ func TestPingDoesNotHoldDeliveries(t *testing.T) {
 	env := setupTest(t, Config{PingInterval: 100 * time.Millisecond, PingTimeout: time.Second}, shard.Config{})
 	alice := env.dial()
 	alice.join("r", "alice")
-	conn, r := rawUpgrade(t, env, appendMaskedFrame(nil, `{"type":"join","room":"r","user":"mute","ref":"j"}`))
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-
-	// Frames until the first ping: the welcome and the joined reply come before it.
-	for {
-		op, _, err := nextServerFrame(r)
-		if err != nil {
-			t.Fatalf("before the first ping: %v", err)
-		}
-		if op == 0x89 {
-			break
-		}
-	}
+	_, r := muteUntilPing(t, env)
 	alice.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: "while your ping is out", Ref: "m"})
 	for {
 		op, payload, err := nextServerFrame(r)
