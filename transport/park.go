@@ -13,12 +13,12 @@ import "time"
 // A park and the resume after it cost an epoll_ctl, a goroutine start and its stack's growth:
 // parking after every frame made the server spend 4% more CPU with 500 users sending one
 // message a second (bench seed, medians of 4 A/B runs; 12% while the poller's goroutine
-// blocked in epoll_wait), for 4 MiB less RSS. So a reader parks
-// only where the client looks idle: after a frame that came after a silence of parkGap or
-// more (the first frame too: a join, typically, after which most clients say nothing for a
-// long time), and after a pong with nothing else (the server pings a connection silent for
-// PingInterval; Socket.IO's pings come every PingInterval). A client that talks more often
-// keeps its reader; one that talks less pays a resume per frame, at most one every parkGap.
+// blocked in epoll_wait), for 4 MiB less RSS. So a reader parks only where the client looks
+// idle: after a frame that came after a silence of parkGap or more (the first frame too: a
+// join, typically, after which most clients say nothing for a long time), and after a pong
+// with nothing else (the server pings a connection silent for PingInterval; Socket.IO's
+// pings come every PingInterval). A client that talks more often keeps its reader; one that
+// talks less pays a resume per frame, at most one every parkGap.
 //
 // A parked socket that closes leaves the epoll set without a word, and no reader would come
 // to end the session. So whatever closes the socket (cut, close) unparks first: parking ends
