@@ -292,3 +292,24 @@ func TestTwoWorkersMerge(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceAddressHint: the bench warns about its own connects past manyFromOneAddress users
+// from fewer than two addresses, and only then.
+func TestSourceAddressHint(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		users     int
+		sourceIPs []string
+		hint      bool
+	}{
+		{5000, nil, false},
+		{manyFromOneAddress, nil, false},
+		{manyFromOneAddress + 1, nil, true},
+		{19000, []string{"127.0.0.2"}, true},
+		{19000, []string{"127.0.0.2", "127.0.0.3"}, false},
+	} {
+		if got := sourceAddressHint(tc.users, tc.sourceIPs) != ""; got != tc.hint {
+			t.Errorf("sourceAddressHint(%d, %v): hint %v, want %v", tc.users, tc.sourceIPs, got, tc.hint)
+		}
+	}
+}
