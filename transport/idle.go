@@ -53,7 +53,7 @@ func (s *session) waitInput() (parked bool) {
 		return false
 	}
 	s.bufferMu.Lock()
-	buffered := s.buffered.Buffered()
+	buffered := s.takeBufferedPongs()
 	s.bufferMu.Unlock()
 	if buffered > 0 {
 		return false
@@ -70,6 +70,28 @@ func (s *session) waitInput() (parked bool) {
 		if !s.idle {
 			return false
 		}
+	}
+}
+
+// takeBufferedPongs takes the whole pongs at the front of the library's buffer off it, and
+// returns how many bytes are left there. A pong gets there when it came right behind a frame
+// and one read took both: the library would read it and then wait for the next data frame
+// deep in its reader, where the session cannot park (nor its stack shrink). The caller holds
+// bufferMu.
+func (s *session) takeBufferedPongs() int {
+	for {
+		n := s.buffered.Buffered()
+		if n == 0 {
+			return 0
+		}
+		b, _ := s.buffered.Peek(min(n, maxPong)) // no more than is buffered: it does not read
+		size := wholePong(b)
+		if size == 0 {
+			return n
+		}
+		_, _ = s.buffered.Discard(size)
+		s.alive()
+		s.idle = true
 	}
 }
 
