@@ -54,7 +54,8 @@ FUZZTIME ?= 20s
 # objects): every Fuzz function of every package runs, so a new one needs no list kept here.
 fuzz:
 	@for p in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test "$$p" -list '^Fuzz' | grep '^Fuzz'); do \
+	  fs=$$($(GO) test "$$p" -list '^Fuzz') || exit 1; \
+	  for f in $$(echo "$$fs" | grep '^Fuzz'); do \
 	    echo "== $$p $$f"; \
 	    $(GO) test "$$p" -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; \
 	  done; \

@@ -24,7 +24,7 @@ const benchDrainTimeout = 5 * time.Second
 // startBenchServer is the bench.ServerStarter of the command line.
 func startBenchServer(cfg bench.ServerConfig, log *slog.Logger) (string, func() error, error) {
 	h, srv, err := chatserver.New(chatserver.NewRegistry(),
-		hub.Config{Shards: cfg.Shards, Shard: shard.Config{History: cfg.History}, Logger: log},
+		hub.Config{Shards: cfg.Shards, Shard: shard.Config{History: cfg.History, Batch: shard.BatchFor(cfg.Queue)}, Logger: log},
 		transport.Config{Logger: log, MaxConns: cfg.MaxConns, Rate: cfg.Rate, Burst: cfg.Burst, Queue: cfg.Queue})
 	if err != nil {
 		return "", nil, err // the bench says it is the embedded server's

@@ -179,9 +179,7 @@ func (c *serveCmd) Run() error {
 	}
 	hubCfg := hub.Config{
 		Shards: c.Shards,
-		// A batch at most a quarter of the queue: a member that keeps up is not closed as a
-		// slow consumer for what a single batch queued before its writer ran.
-		Shard:  shard.Config{History: c.History, Batch: min(256, max(1, c.Queue/4))},
+		Shard:  shard.Config{History: c.History, Batch: shard.BatchFor(c.Queue)},
 		Logger: log,
 	}
 	if c.RedisURL != "" {

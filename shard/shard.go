@@ -59,6 +59,19 @@ type Config struct {
 	Remote Remote
 }
 
+// defaultBatch is Config.Batch's default.
+const defaultBatch = 256
+
+// BatchFor is the Batch for members whose queues hold queue objects: a quarter of it at most,
+// so that a member that keeps up is not closed as a slow consumer for what a single batch
+// queued before its writer ran; 0 (the default) for a queue of 0 (its default).
+func BatchFor(queue int) int {
+	if queue <= 0 {
+		return 0
+	}
+	return min(defaultBatch, max(1, queue/4))
+}
+
 func (c Config) withDefaults() Config {
 	if c.Inbox <= 0 {
 		c.Inbox = 4096
@@ -73,7 +86,7 @@ func (c Config) withDefaults() Config {
 		c.MaxIdleRooms = 10000
 	}
 	if c.Batch <= 0 {
-		c.Batch = 256
+		c.Batch = defaultBatch
 	}
 	if c.TypingRefresh <= 0 {
 		c.TypingRefresh = 2 * time.Second

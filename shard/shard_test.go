@@ -479,3 +479,16 @@ func TestFanoutAllocations(t *testing.T) {
 		t.Errorf("a message allocates %v times, want 1 (its encoding, shared by the members and the history)", one)
 	}
 }
+
+// TestBatchFor: a batch is at most a quarter of the members' queue, never more than the
+// default nor less than one; a queue of 0 (the transport's default) keeps the default.
+func TestBatchFor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ queue, want int }{
+		{0, 0}, {1, 1}, {16, 4}, {100, 25}, {1024, 256}, {4096, 256},
+	} {
+		if got := BatchFor(tc.queue); got != tc.want {
+			t.Errorf("BatchFor(%d) = %d, want %d", tc.queue, got, tc.want)
+		}
+	}
+}
