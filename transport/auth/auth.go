@@ -68,6 +68,8 @@ type Verifier struct {
 	key    any
 	alg    string
 	leeway time.Duration
+	// Whether aud and iss are required (configured): a missing one is named only then.
+	needAudience, needIssuer bool
 }
 
 // NewVerifier returns a verifier for cfg's key.
@@ -78,7 +80,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v := &Verifier{leeway: cfg.Leeway}
+	v := &Verifier{leeway: cfg.Leeway, needAudience: cfg.Audience != "", needIssuer: cfg.Issuer != ""}
 	switch {
 	case len(cfg.HMACSecret) > 0 && len(cfg.PublicKeyPEM) > 0:
 		return nil, errors.New("give an HMAC secret or a public key, not both")
@@ -194,7 +196,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	var claims Claims
 	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) { return v.key, nil })
 	if err != nil {
-		return nil, &Refusal{Reason: reasonOf(err, &claims), Err: err}
+		return nil, &Refusal{Reason: v.reasonOf(err, &claims), Err: err}
 	}
 	user, ok := wire.NormalizeUser(claims.Subject)
 	if !ok {
@@ -204,7 +206,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	return &claims, nil
 }
 
-func reasonOf(err error, claims *Claims) Reason {
+func (v *Verifier) reasonOf(err error, claims *Claims) Reason {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return ReasonMalformed
@@ -225,14 +227,13 @@ func reasonOf(err error, claims *Claims) Reason {
 		return ReasonIssuer
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		// The library names the claim only in its message; the claims themselves say which
-		// is missing (the parser fills them before it validates). aud and iss are required
-		// only when configured.
+		// is missing (the parser fills them before it validates).
 		switch {
 		case claims.ExpiresAt == nil:
 			return ReasonNoExpiry
-		case len(claims.Audience) == 0:
+		case v.needAudience && len(claims.Audience) == 0:
 			return ReasonAudience
-		case claims.Issuer == "":
+		case v.needIssuer && claims.Issuer == "":
 			return ReasonIssuer
 		}
 	}

@@ -101,6 +101,10 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	issuerOnly, err := NewVerifier(Config{HMACSecret: secret, Now: clock, Issuer: "https://login.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	scopedToken := func(aud, iss string) string {
 		tok, err := SignHS256Token(secret, Token{Sub: "alice", TTL: time.Hour, Audience: aud, Issuer: iss}, now)
 		if err != nil {
@@ -119,6 +123,8 @@ func TestVerify(t *testing.T) {
 		{"no aud", scoped, scopedToken("", "https://login.example"), ReasonAudience},
 		{"another issuer", scoped, scopedToken("chat", "https://evil.example"), ReasonIssuer},
 		{"no iss", scoped, scopedToken("chat", ""), ReasonIssuer},
+		// aud not configured: a token with neither is refused for the issuer it lacks.
+		{"no aud and no iss, issuer required", issuerOnly, scopedToken("", ""), ReasonIssuer},
 		{"aud and iss ignored when not configured", hs, scopedToken("billing", "https://evil.example"), Reason{}},
 		// Several claims missing: the library joins its errors; exp is named first.
 		{"no exp and no aud", scoped, sign(t, jwt.SigningMethodHS256, secret, claimsFor("alice", time.Time{})), ReasonNoExpiry},
