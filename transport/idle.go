@@ -39,9 +39,9 @@ func (s *session) adopt(h hijacked) {
 
 // waitInput returns false once the client has sent something other than a pong (or the
 // socket has an error or end of stream for the library to read and report), and true when
-// the reader parked (park.go) and must return: it parks once the client has answered a ping
-// and sent nothing else (s.idle). It returns false at once when the library's buffer holds
-// bytes, or where the socket cannot be waited on this way.
+// the reader parked (park.go) and must return: it parks when the client looks idle
+// (s.parkNext). It returns false at once when the library's buffer holds bytes, or where the
+// socket cannot be waited on this way.
 func (s *session) waitInput() (parked bool) {
 	if s.early {
 		// Bytes that came with the upgrade request wait in front of the socket, not in the
@@ -59,15 +59,15 @@ func (s *session) waitInput() (parked bool) {
 		return false
 	}
 	for {
-		if s.idle {
+		if s.parkNext {
 			if s.park() {
 				return true
 			}
-			s.idle = false // parking refused: wait here
+			s.parkNext = false // parking refused: wait here
 		}
 		// An error (the socket closed) is left for the library's read to report.
 		_ = s.rawConn.Read(s.inputArrivedFunc)
-		if !s.idle {
+		if !s.parkNext {
 			return false
 		}
 	}
@@ -91,26 +91,26 @@ func (s *session) takeBufferedPongs() int {
 		}
 		_, _ = s.buffered.Discard(size)
 		s.alive()
-		s.idle = true
+		s.parkNext = true
 	}
 }
 
 // inputArrived is waitInput's test, run again after each readiness signal from the runtime's
 // poller (which can be stale: an edge seen while the library was reading, whose bytes it has
 // read since). It reports whether there is input for the library, taking pongs off the
-// socket, or, where sessions park, a pong and nothing after it (s.idle). After a pong it looks
-// again at once: bytes that came with it bring no new signal.
+// socket, or, where sessions park, a pong and nothing after it (s.parkNext). After a pong it
+// looks again at once: bytes that came with it bring no new signal.
 func (s *session) inputArrived(fd uintptr) bool {
 	for {
 		switch peekInput(fd) {
 		case inputNone:
-			return s.idle && s.srv.poller != nil
+			return s.parkNext && s.srv.poller != nil
 		case inputPong:
 			s.alive()
-			s.idle = true
+			s.parkNext = true
 			continue
 		}
-		s.idle = false
+		s.parkNext = false
 		return true
 	}
 }

@@ -83,9 +83,10 @@ func (s *session) unpark() {
 	if s.registered {
 		// Out of the set while the socket is surely open: after a close, its number may
 		// belong to another connection. Control fails once the socket closed, which took
-		// it out of the set already.
-		_ = s.rawConn.Control(func(fd uintptr) { s.srv.poller.disarm(int(fd), s.id) })
-		s.srv.poller.forget(s.id)
+		// it out of the set already: then only the poller's record of it is left to drop.
+		if err := s.rawConn.Control(func(fd uintptr) { s.srv.poller.disarm(int(fd), s.id) }); err != nil {
+			s.srv.poller.forget(s.id)
+		}
 		s.registered = false
 	}
 	s.pollMu.Unlock()

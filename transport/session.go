@@ -53,11 +53,11 @@ type session struct {
 	// which reads the close handshake through it on the writer's goroutine.
 	bufferMu sync.Mutex
 	early    bool // owned by the reader; see waitInput
-	// Owned by the reader. idle: the client answered a ping (a pong, or Socket.IO's) and has
+	// Owned by the reader. parkNext: the client answered a ping (a pong, or Socket.IO's) and has
 	// sent nothing else since, or its last frame came after a long silence (parkGap); the
 	// reader parks when it waits for input next. lastFrame: when the last frame came (Unix
 	// nanoseconds; 0 before the first).
-	idle      bool
+	parkNext  bool
 	lastFrame int64
 
 	// Parking (park.go): parked says that no reader runs and the poller will start one.
@@ -219,7 +219,7 @@ func (s *session) run() {
 
 // read runs the reader until the session ends (and then ends it), or until it parks.
 func (s *session) read() {
-	s.idle = false // the poller saw input: look at it before parking again
+	s.parkNext = false // the poller saw input: look at it before parking again
 	parked, err := s.readLoop(s.ctx)
 	if !parked {
 		s.end(err)
@@ -295,7 +295,7 @@ func (s *session) readLoop(ctx context.Context) (parked bool, err error) {
 		}
 		s.alive()
 		now := s.lastRead.Load() // what alive stored: one clock read a frame
-		s.idle = s.lastFrame == 0 || now-s.lastFrame >= int64(parkGap)
+		s.parkNext = s.lastFrame == 0 || now-s.lastFrame >= int64(parkGap)
 		s.lastFrame = now
 		s.metrics.received.Inc()
 		bufp := s.srv.readBufs.Get().(*[]byte)

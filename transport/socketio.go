@@ -101,7 +101,7 @@ func (p *socketIO) serve(ctx context.Context, s *session, typ websocket.MessageT
 	switch t {
 	case sio.EIOPong:
 		p.awaiting.Store(false)
-		s.idle = true // park until the client sends more (park.go)
+		s.parkNext = true // park until the client sends more (park.go)
 		return nil
 	case sio.EIOPing: // a client's own probe: answer it
 		s.queue(append([]byte{sio.EIOPong}, payload...))

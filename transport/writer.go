@@ -176,10 +176,7 @@ func (s *session) pingIfIdle(ctx context.Context) error {
 	if s.raw != nil {
 		// Set first: the pong may come before the write returns.
 		s.pingSent.Store(time.Now().UnixNano())
-		s.writingSince.Store(time.Now().UnixNano())
-		_, err := s.raw.Write(pingFrame)
-		s.writingSince.Store(0)
-		return err
+		return s.writeRaw(pingFrame, 0) // a control frame: not counted as a frame of objects
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.PingTimeout)
 	defer cancel()
