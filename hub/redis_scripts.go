@@ -11,7 +11,8 @@ import "github.com/redis/rueidis"
 // The scripts that publish take the command as an argument: PUBLISH, or SPUBLISH on a Redis
 // Cluster (publishCommand).
 
-// redisNow starts the scripts that read Redis' clock: t is TIME's answer, now the same in ms.
+// redisNow starts the scripts that read Redis' clock: it defines the locals t (TIME's
+// answer) and now (the same in ms), which the scripts after it use.
 const redisNow = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

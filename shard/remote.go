@@ -137,6 +137,21 @@ func (s *Shard) resync(r *room) {
 	s.requestSync(r, after)
 }
 
+// resubscribed reads what room r may have missed while its subscription was lost. r may be
+// nil (the room is gone).
+func (s *Shard) resubscribed(r *room) {
+	switch {
+	case r == nil || !r.synced && len(r.parked) == 0:
+		return // nothing synced, nor waiting for a sync
+	case !r.syncDue.IsZero():
+		// A sync is in flight or due: it may read the store from before the subscription
+		// came back, and miss what was published meanwhile: ask again when it answers.
+		r.syncAgain = true
+	default:
+		s.resync(r)
+	}
+}
+
 // retrySyncs asks again for the syncs that went unanswered.
 func (s *Shard) retrySyncs(now time.Time) {
 	for _, r := range s.rooms {

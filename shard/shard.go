@@ -376,16 +376,7 @@ func (s *Shard) handle(cmd command) {
 	case opSynced:
 		s.synced(cmd.Room, cmd.state)
 	case opResync:
-		r := s.rooms[cmd.Room]
-		switch {
-		case r == nil || !r.synced && len(r.parked) == 0:
-		case !r.syncDue.IsZero():
-			// A sync is on its way, but it may read the store from before the subscription
-			// came back, and miss what was published meanwhile: ask again when it answers.
-			r.syncAgain = true
-		default:
-			s.resync(r)
-		}
+		s.resubscribed(s.rooms[cmd.Room])
 	}
 	if err != nil {
 		reply(cmd.Reply, err)

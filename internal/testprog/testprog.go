@@ -20,20 +20,22 @@ import (
 // skipping or failing the test when none is.
 func Need(t testing.TB, name string, otherNames ...string) string {
 	t.Helper()
-	for _, name := range append([]string{name}, otherNames...) {
-		if path, err := exec.LookPath(name); err == nil {
+	names := append([]string{name}, otherNames...)
+	for _, candidate := range names {
+		if path, err := exec.LookPath(candidate); err == nil {
 			return path
 		}
 		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
-			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-				return filepath.Join(dir, name)
+			if _, err := os.Stat(filepath.Join(dir, candidate)); err == nil {
+				return filepath.Join(dir, candidate)
 			}
 		}
 	}
+	missing := strings.Join(names, " or ")
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (make test installs it)", name)
+		t.Fatalf("%s is not installed (make test installs it)", missing)
 	}
-	t.Skipf("%s is not installed; make test installs it", name)
+	t.Skipf("%s is not installed; make test installs it", missing)
 	return ""
 }
 
