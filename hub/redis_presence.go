@@ -203,29 +203,25 @@ func (b *RedisBridge) reclaim() bool {
 	b.mu.Lock()
 	held := maps.Clone(b.held)
 	b.mu.Unlock()
-	// One round trip a name: several workers keep calls in flight, and rueidis pipelines
-	// them on its connection. The first failure stops the handing out; the next chore
+	// One round trip a name: up to reclaimWorkers calls in flight, which rueidis pipelines
+	// on its connection. The first failure stops the handing out; the next chore
 	// round tries again (a claim is safe to repeat). While Redis is slow, up to
 	// reclaimWorkers name locks wait on it at once, and joins whose names share them wait too.
-	work := make(chan roomUser)
+	inFlight := make(chan struct{}, reclaimWorkers)
 	var failed atomic.Bool
 	var wg sync.WaitGroup
-	for range min(reclaimWorkers, len(held)) {
-		wg.Go(func() {
-			for k := range work {
-				if !failed.Load() && !b.reclaimOne(k, held[k]) {
-					failed.Store(true)
-				}
-			}
-		})
-	}
-	for k := range held {
+	for k, m := range held {
 		if failed.Load() {
 			break
 		}
-		work <- k
+		inFlight <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-inFlight }()
+			if !b.reclaimOne(k, m) {
+				failed.Store(true)
+			}
+		})
 	}
-	close(work)
 	wg.Wait()
 	return !failed.Load()
 }
