@@ -52,7 +52,8 @@ func BenchmarkRedisOrder(b *testing.B) {
 					members[i].n.Store(0)
 				}
 				var next atomic.Int64
-				b.SetParallelism(publishers / runtime.GOMAXPROCS(0))
+				procs := runtime.GOMAXPROCS(0)
+				b.SetParallelism(max(1, (publishers+procs-1)/procs)) // publishers, rounded up to a multiple of GOMAXPROCS
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					reply := make(chan error, 1)

@@ -223,7 +223,11 @@ func TestPongWithMoreBehindIt(t *testing.T) {
 					joined = joined || ev.Type == wire.TypeJoined
 				}
 			}
-			time.Sleep(50 * time.Millisecond) // the reader is back waiting for input
+			if env.srv.poller != nil {
+				waitFor(t, env.sessionOf(t, "ann").parked.Load) // parked after its first frame
+			} else {
+				time.Sleep(50 * time.Millisecond) // the reader is back waiting for input
+			}
 			pong := []byte{0x8a, 0x80, 9, 9, 9, 9}
 			if _, err := conn.Write(append(pong, tc.behind...)); err != nil {
 				t.Fatal(err)

@@ -70,6 +70,8 @@ func readerStacks(t *testing.T) string {
 	return strings.Join(out, "\n\n")
 }
 
+// TestWholePong: wholePong claims a whole, final, masked pong with a short length, and
+// nothing else: not a part of one, not another frame.
 func TestWholePong(t *testing.T) {
 	t.Parallel()
 	mask := []byte{1, 2, 3, 4}

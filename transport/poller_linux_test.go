@@ -52,7 +52,6 @@ func TestParkedSessionsEnd(t *testing.T) {
 	kicked := env.dial()
 	kicked.join("r", "kicked")
 	conn, _ := muteUntilPing(t, env)
-	defer conn.Close()
 	if _, err := conn.Write([]byte{0x8a, 0x80, 1, 2, 3, 4}); err != nil { // one pong, the last
 		t.Fatal(err)
 	}
@@ -74,7 +73,7 @@ func TestParkedSessionsEnd(t *testing.T) {
 	_ = gone.conn.CloseNow()
 	leaves("gone")
 
-	kickedSess := env.sessionOf("kicked")
+	kickedSess := env.sessionOf(t, "kicked")
 	waitFor(t, kickedSess.parked.Load)
 	kickedSess.Kick(wire.ClosePolicy, "kicked")
 	kicked.expectClose(wire.ClosePolicy)
@@ -117,27 +116,6 @@ func (e *testEnv) parkedSessions() int {
 		}
 	}
 	return n
-}
-
-// sessionOf waits for the session of user: the reader records the user once the shard has
-// answered the join, maybe after the client read its joined.
-func (e *testEnv) sessionOf(user string) *session {
-	var found *session
-	waitFor(e.t, func() bool {
-		e.srv.mu.Lock()
-		defer e.srv.mu.Unlock()
-		for s := range e.srv.sessions {
-			s.roomsMu.Lock()
-			u := s.user
-			s.roomsMu.Unlock()
-			if u == user {
-				found = s
-				return true
-			}
-		}
-		return false
-	})
-	return found
 }
 
 // TestParkingUnderChurn: many clients whose readers park and wake over and over (a message
@@ -190,7 +168,6 @@ func TestPongBehindAFrameParks(t *testing.T) {
 	watcher := env.dial()
 	watcher.join("r", "watcher")
 	conn, r := rawUpgrade(t, env, nil)
-	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := conn.Write(appendMaskedFrame(nil, `{"type":"join","room":"r","user":"raw","ref":"j"}`)); err != nil {
 		t.Fatal(err)
@@ -204,7 +181,7 @@ func TestPongBehindAFrameParks(t *testing.T) {
 			break
 		}
 	}
-	sess := env.sessionOf("raw")
+	sess := env.sessionOf(t, "raw")
 	waitFor(t, sess.parked.Load) // after its first frame
 	msgAndPong := append(appendMaskedFrame(nil, `{"type":"message","room":"r","text":"hi","ref":"m"}`), 0x8a, 0x80, 1, 2, 3, 4)
 	if _, err := conn.Write(msgAndPong); err != nil {

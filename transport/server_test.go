@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -155,6 +157,9 @@ func TestPingDoesNotHoldDeliveries(t *testing.T) {
 	}
 	for {
 		if _, _, err := nextServerFrame(r); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the connection is still open after the ping timeout")
+			}
 			break // the server dropped the connection
 		}
 	}

@@ -271,17 +271,37 @@ func (c *client) startReading() {
 	})
 }
 
-// onlySession waits for the server's one session and returns it.
-func (e *testEnv) onlySession(t testing.TB) *session {
+// findSession waits for a session of the server that match accepts, and returns it.
+func (e *testEnv) findSession(t testing.TB, match func(*session) bool) *session {
 	t.Helper()
-	var sess *session
+	var found *session
 	waitFor(t, func() bool {
 		e.srv.mu.Lock()
 		defer e.srv.mu.Unlock()
 		for s := range e.srv.sessions {
-			sess = s
+			if match(s) {
+				found = s
+				return true
+			}
 		}
-		return sess != nil
+		return false
 	})
-	return sess
+	return found
+}
+
+// onlySession waits for the server's one session and returns it.
+func (e *testEnv) onlySession(t testing.TB) *session {
+	t.Helper()
+	return e.findSession(t, func(*session) bool { return true })
+}
+
+// sessionOf waits for the session of user: the reader records the user once the shard has
+// answered the join, maybe after the client read its joined.
+func (e *testEnv) sessionOf(t testing.TB, user string) *session {
+	t.Helper()
+	return e.findSession(t, func(s *session) bool {
+		s.roomsMu.Lock()
+		defer s.roomsMu.Unlock()
+		return s.user == user
+	})
 }
