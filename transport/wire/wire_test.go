@@ -3,6 +3,10 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"math"
 	"reflect"
 	"strings"
@@ -288,5 +292,50 @@ func TestAppendMessageAllocations(t *testing.T) {
 	}
 	if cap(buf) != MessageOverhead+len(m.Room)+len(m.User)+len(m.Text)+len(m.Ref) {
 		t.Errorf("the buffer grew to %d", cap(buf))
+	}
+}
+
+// TestCodeListsAreComplete holds the hand-kept lists Codes and CloseCodes (the metrics make a
+// series for each) to the constants wire.go declares: a new code left out of its list fails.
+func TestCodeListsAreComplete(t *testing.T) {
+	t.Parallel()
+	file, err := parser.ParseFile(token.NewFileSet(), "wire.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string][]string{}
+	for _, decl := range file.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs := spec.(*ast.ValueSpec)
+			if typ, ok := vs.Type.(*ast.Ident); ok {
+				for _, name := range vs.Names {
+					declared[typ.Name] = append(declared[typ.Name], name.Name)
+				}
+			}
+		}
+	}
+	var codes, closeCodes []string
+	for _, c := range Codes() {
+		codes = append(codes, string(c))
+	}
+	for _, c := range CloseCodes() {
+		closeCodes = append(closeCodes, fmt.Sprint(int(c)))
+	}
+	if got, want := len(codes), len(declared["Code"]); got != want || want == 0 {
+		t.Errorf("Codes() has %d codes, wire.go declares %d: %v", got, want, declared["Code"])
+	}
+	if got, want := len(closeCodes), len(declared["CloseCode"]); got != want || want == 0 {
+		t.Errorf("CloseCodes() has %d codes, wire.go declares %d: %v", got, want, declared["CloseCode"])
+	}
+	seen := map[string]bool{}
+	for _, c := range append(codes, closeCodes...) {
+		if seen[c] {
+			t.Errorf("%s is listed twice", c)
+		}
+		seen[c] = true
 	}
 }
