@@ -11,8 +11,9 @@ import (
 
 // writerLinger is how long a writer with nothing to write waits for more before it exits.
 // A busy connection keeps its writer; an idle one holds no goroutine (and no stack) for it.
-// The server's watchdog retires it (retireIdleWriter): a timer per writer would cost one for
-// every writer started, which in a quiet room is one per member per message.
+// The server's watchdog retires it (retireIdleWriter), so the linger is this plus up to one
+// watchdog tick: a timer per writer would cost one for every writer started, which in a quiet
+// room is one per member per message.
 const writerLinger = 500 * time.Millisecond
 
 // maxKeptBatch is the capacity up to which a writer keeps its batch's slice for the next
