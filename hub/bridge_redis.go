@@ -131,6 +131,8 @@ type RedisBridge struct {
 	reclaimWanted atomic.Bool    // this host's time in Redis ran out: claim its names again
 	choresDue     chan struct{}  // the heartbeat wakes choresLoop
 
+	lanes publishLanes
+
 	// Guarded by mu.
 	mu      sync.Mutex
 	held    map[roomUser]shard.Member // the names this host's members hold, by room
@@ -519,40 +521,6 @@ func (b *RedisBridge) publishCmd(channel, payload string) rueidis.Completed {
 	return b.client.B().Publish().Channel(channel).Message(payload).Build()
 }
 
-// Publish orders the message in Redis. The sender's copy comes back on the room's channel,
-// with everyone else's.
-func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
-	msg := wire.Message{Room: req.Room, User: req.User, Text: req.Text, TS: time.Now().UnixMilli(), Ref: req.Ref}
-	// Both parts in one buffer of the right size, and one string for both.
-	buf := make([]byte, 0, wire.MessageOverhead+len(msg.Room)+len(msg.User)+len(msg.Text)+len(msg.Ref))
-	buf = wire.AppendMessageHead(buf, req.Room)
-	split := len(buf)
-	parts := string(wire.AppendMessageTail(buf, &msg))
-	head, tail := parts[:split], parts[split:]
-	cctx, cancel := b.callCtx(ctx)
-	defer cancel()
-	start := time.Now()
-	seq, err := publishScript.Exec(cctx, b.client,
-		[]string{b.keys.meta(req.Room), b.keys.log(req.Room), b.keys.channel(req.Room)},
-		[]string{head, tail, req.User, b.args.history, b.args.ttl, b.args.publish,
-			b.redisDeadline(cctx)},
-	).AsInt64()
-	b.noteCall(err)
-	if err == nil && seq < 0 {
-		b.metrics.errors.WithLabelValues("publish_late").Inc()
-		return unavailable("the message was not sent: redis is too slow")
-	}
-	if err != nil {
-		b.metrics.errors.WithLabelValues("publish").Inc()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return unavailable("the message was not sent")
-	}
-	b.metrics.publishSeconds.Observe(time.Since(start).Seconds())
-	return nil
-}
-
 // Typing publishes the typing state on the room's channel; typing is best effort.
 func (b *RedisBridge) Typing(ctx context.Context, req shard.Request) error {
 	b.announce("typing", req.Room, typingPayload(req.User, req.On, wire.AppendTyping(nil, req.Room, req.User, req.On)))
@@ -699,18 +667,25 @@ func (b *RedisBridge) resync(room string) {
 	}
 }
 
-// deliver hands a payload from a room's channel to the room's shard without blocking: it
-// runs in a rueidis receive loop, which must never wait (rueidis issue 596).
+// deliver hands the events of a payload from a room's channel to the room's shard without
+// blocking: it runs in a rueidis receive loop, which must never wait (rueidis issue 596). When
+// the shard cannot take one, the rest are dropped too, and a message among them has the shard
+// read the gap from the room's stream.
 func (b *RedisBridge) deliver(room, payload string) {
-	ev, err := parsePayload(payload)
+	var one [1]shard.Event // most payloads hold one event
+	evs, err := parsePayload(payload, one[:0])
 	if err != nil {
 		b.metrics.errors.WithLabelValues("payload").Inc()
 		return
 	}
-	if !b.local.Shard(room).TryDeliver(room, ev) {
-		b.metrics.handoffDropped.Inc()
-		if ev.Kind == shard.EventMessage {
-			b.resync(room)
+	sh := b.local.Shard(room)
+	for i, ev := range evs {
+		if !sh.TryDeliver(room, ev) {
+			b.metrics.handoffDropped.Add(float64(len(evs) - i))
+			if slices.ContainsFunc(evs[i:], func(ev shard.Event) bool { return ev.Kind == shard.EventMessage }) {
+				b.resync(room)
+			}
+			return
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
@@ -77,6 +79,11 @@ func BenchmarkRedisOrder(b *testing.B) {
 					time.Sleep(time.Millisecond)
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+				var batches dto.Metric
+				if err := h.bridge.metrics.publishBatch.Write(&batches); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(batches.GetHistogram().GetSampleSum()/float64(batches.GetHistogram().GetSampleCount()), "msgs/script")
 			})
 		}
 	}

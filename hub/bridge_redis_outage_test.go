@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/transport/wire"
@@ -390,6 +393,67 @@ func TestRedisRefusedMessageIsNotSent(t *testing.T) {
 		if slices.Contains(refused, ev.Text) {
 			t.Fatalf("the refused message %q went out", ev.Text)
 		}
+	}
+}
+
+// TestRedisRefusedBatchIsNotSent: the same for messages that waited in their room's lane
+// while Redis was busy, with more senders than a room's scripts under way: those that gave up
+// while queued, and the batch that a sender who had given up still runs for the others. None
+// goes out, and the room's lane is free again afterwards.
+func TestRedisRefusedBatchIsNotSent(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", func(c *RedisConfig) { c.Timeout = 300 * time.Millisecond })
+	reader := &member{}
+	a.mustJoin(t, reader, "r", "reader")
+	senders := make([]*member, 4*maxPublishScripts)
+	for i := range senders {
+		senders[i] = &member{}
+		a.mustJoin(t, senders[i], "r", fmt.Sprint("s", i))
+	}
+	if err := a.say(t, senders[0], "r", "s0", "warm"); err != nil {
+		t.Fatal(err)
+	}
+
+	busy := keepBusy(r)
+	var wg sync.WaitGroup
+	errs := make([]error, len(senders))
+	for i, m := range senders {
+		wg.Go(func() { errs[i] = a.say(t, m, "r", fmt.Sprint("s", i), fmt.Sprint("refused", i)) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		var werr *wire.Error
+		if !errors.As(err, &werr) || werr.Code != wire.CodeUnavailable {
+			t.Errorf("sender %d while Redis is busy: %v, want unavailable", i, err)
+		}
+	}
+	if err := <-busy; err != nil {
+		t.Fatalf("the busy script: %v", err)
+	}
+	if err := a.say(t, senders[0], "r", "s0", "after"); err != nil {
+		t.Fatalf("a message after the wait: %v", err)
+	}
+	reader.waitFor(t, "the message sent after the wait", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Text == "after" })
+	})
+	time.Sleep(200 * time.Millisecond) // a late script would have run by now
+	for _, ev := range reader.of(wire.TypeMessage) {
+		if strings.HasPrefix(ev.Text, "refused") {
+			t.Fatalf("the refused message %q went out", ev.Text)
+		}
+	}
+	var m dto.Metric
+	if err := a.bridge.metrics.publishBatch.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.GetHistogram().GetSampleSum() <= float64(m.GetHistogram().GetSampleCount()) {
+		t.Errorf("no script carried more than one message: the lane never queued")
+	}
+	a.bridge.lanes.mu.Lock()
+	defer a.bridge.lanes.mu.Unlock()
+	if len(a.bridge.lanes.rooms) != 0 {
+		t.Errorf("lanes left behind: %+v", a.bridge.lanes.rooms)
 	}
 }
 

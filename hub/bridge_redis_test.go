@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/shard"
@@ -179,6 +180,9 @@ func checkOrder(t *testing.T, members map[string]*member, n int) {
 	}
 }
 
+// TestRedisOrderAcrossHosts: senders on three hosts, more at once on each than a room's
+// scripts under way (maxPublishScripts), so that messages wait and go in batches. Every member
+// gets every message, seq 1..n, in one order, and each sender's own in the order sent.
 func TestRedisOrderAcrossHosts(t *testing.T) {
 	t.Parallel()
 	_, hubs := threeHosts(t)
@@ -190,7 +194,7 @@ func TestRedisOrderAcrossHosts(t *testing.T) {
 	}
 	var senders []sender
 	for _, h := range hubs {
-		for i := range 2 {
+		for i := range 4 * maxPublishScripts {
 			user := fmt.Sprintf("%s-%d", h.node, i)
 			m := &member{}
 			members[user] = m
@@ -198,7 +202,7 @@ func TestRedisOrderAcrossHosts(t *testing.T) {
 			senders = append(senders, sender{h, m, user})
 		}
 	}
-	const each = 30
+	const each = 20
 	var wg sync.WaitGroup
 	for _, s := range senders {
 		wg.Go(func() {
@@ -212,6 +216,18 @@ func TestRedisOrderAcrossHosts(t *testing.T) {
 	}
 	wg.Wait()
 	checkOrder(t, members, len(senders)*each)
+	scripts, msgs := 0, 0
+	for _, h := range hubs {
+		var m dto.Metric
+		if err := h.bridge.metrics.publishBatch.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		scripts += int(m.GetHistogram().GetSampleCount())
+		msgs += int(m.GetHistogram().GetSampleSum())
+	}
+	if msgs != len(senders)*each || scripts >= msgs {
+		t.Errorf("%d scripts ordered %d messages, want %d in fewer scripts", scripts, msgs, len(senders)*each)
+	}
 	// Each sender's own messages came back to it with their refs, in the order sent.
 	for _, s := range senders {
 		var mine []string

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,14 +33,17 @@ func (k keys) probe(node string) string { return k.prefix + "probe:{" + node + "
 // claims its users' names again only once the marker is gone.
 func (k keys) pruning(node string) string { return k.prefix + "node:{" + node + "}:pruning" }
 
-// A channel carries one event per payload: a header line, then the encoded object that every
-// host hands its members as it is, so an object is encoded once in the whole cluster.
+// A channel carries events in payloads of one header line, then the encoded object that every
+// host hands its members as it is, so an object is encoded once in the whole cluster:
 //
 //	M <epoch> <seq> <user>\n<message object>
+//	B <epoch> <count>\n<seq> <user>\n<message object>\n<seq> <user>\n<message object>...
 //	T <0|1> <user>\n<typing object>
 //	P <0|1> <user>\n<presence object>      (1: join, 0: leave)
 //
-// User names hold no newline (no control characters), so the header ends at the first '\n'.
+// B carries a batch of count messages, which one publish script ordered, each as a line of
+// seq and user and a line of its object. User names hold no newline (no control characters),
+// and objects none (JSON escapes them), so every line ends at the next '\n'.
 
 func typingPayload(user string, on bool, obj []byte) string {
 	return "T " + flag(on) + " " + user + "\n" + string(obj)
@@ -58,38 +62,85 @@ func flag(b bool) string {
 
 var errBadPayload = errors.New("malformed channel payload")
 
-// parsePayload reads one channel payload into the event a shard delivers.
-func parsePayload(p string) (shard.Event, error) {
-	var ev shard.Event
+// parsePayload reads one channel payload into the events a shard delivers, in order,
+// appended to evs.
+func parsePayload(p string, evs []shard.Event) ([]shard.Event, error) {
 	nl := strings.IndexByte(p, '\n')
 	if nl < 3 || p[1] != ' ' {
-		return ev, errBadPayload
+		return nil, errBadPayload
 	}
 	header, obj := p[:nl], p[nl+1:]
-	ev.Obj = []byte(obj)
+	var ev shard.Event
 	switch header[0] {
 	case 'M':
 		epoch, rest, ok1 := strings.Cut(header[2:], " ")
-		seqText, user, ok2 := strings.Cut(rest, " ")
+		seq, user, ok2 := parseSeqUser(rest)
 		if !ok1 || !ok2 {
-			return ev, errBadPayload
-		}
-		seq, err := strconv.ParseUint(seqText, 10, 64)
-		if err != nil || seq == 0 {
-			return ev, errBadPayload
+			return nil, errBadPayload
 		}
 		ev.Kind, ev.Epoch, ev.Seq, ev.User = shard.EventMessage, epoch, seq, user
+	case 'B':
+		return parseBatch(header, obj, evs)
 	case 'T', 'P':
 		on, user, ok := strings.Cut(header[2:], " ")
 		if !ok || (on != "0" && on != "1") {
-			return ev, errBadPayload
+			return nil, errBadPayload
 		}
 		ev.Kind, ev.On, ev.User = shard.EventTyping, on == "1", user
 		if header[0] == 'P' {
 			ev.Kind = shard.EventPresence
 		}
 	default:
-		return ev, errBadPayload
+		return nil, errBadPayload
 	}
-	return ev, nil
+	ev.Obj = []byte(obj)
+	return append(evs, ev), nil
+}
+
+// parseBatch reads the messages of a B payload after its header, appended to evs. Their
+// objects share one copy of body.
+func parseBatch(header, body string, evs []shard.Event) ([]shard.Event, error) {
+	epoch, countText, ok := strings.Cut(header[2:], " ")
+	count, err := strconv.Atoi(countText)
+	if !ok || err != nil || count < 1 || count > len(body) {
+		return nil, errBadPayload
+	}
+	evs = slices.Grow(evs, count)
+	buf := []byte(body)
+	at := 0
+	for n := 0; n < count; n++ {
+		nl := strings.IndexByte(body[at:], '\n')
+		if nl < 0 {
+			return nil, errBadPayload
+		}
+		seq, user, ok := parseSeqUser(body[at : at+nl])
+		if !ok {
+			return nil, errBadPayload
+		}
+		at += nl + 1
+		end := len(body)
+		if n < count-1 {
+			i := strings.IndexByte(body[at:], '\n')
+			if i < 0 {
+				return nil, errBadPayload
+			}
+			end = at + i
+		} else if strings.IndexByte(body[at:], '\n') >= 0 {
+			return nil, errBadPayload
+		}
+		evs = append(evs, shard.Event{Kind: shard.EventMessage, Epoch: epoch, Seq: seq, User: user,
+			Obj: buf[at:end:end]})
+		at = end + 1
+	}
+	return evs, nil
+}
+
+// parseSeqUser reads "<seq> <user>", where seq is not 0.
+func parseSeqUser(s string) (uint64, string, bool) {
+	seqText, user, ok := strings.Cut(s, " ")
+	if !ok {
+		return 0, "", false
+	}
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	return seq, user, err == nil && seq != 0
 }

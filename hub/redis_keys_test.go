@@ -3,6 +3,7 @@ package hub
 import (
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/shardchat/shardchat/shard"
@@ -10,59 +11,104 @@ import (
 
 func TestParsePayload(t *testing.T) {
 	t.Parallel()
+	msg := func(epoch string, seq uint64, user, obj string) shard.Event {
+		return shard.Event{Kind: shard.EventMessage, Epoch: epoch, Seq: seq, User: user, Obj: []byte(obj)}
+	}
 	good := []struct {
 		payload string
-		want    shard.Event
+		want    []shard.Event
 	}{
-		{"M e1 7 al ice\n{\"a\":1}", shard.Event{Kind: shard.EventMessage, Epoch: "e1", Seq: 7, User: "al ice", Obj: []byte(`{"a":1}`)}},
-		{"P 1 carol\n{}", shard.Event{Kind: shard.EventPresence, On: true, User: "carol", Obj: []byte(`{}`)}},
-		{"P 0 carol\n{}", shard.Event{Kind: shard.EventPresence, On: false, User: "carol", Obj: []byte(`{}`)}},
-		{"T 1 dave\n{}", shard.Event{Kind: shard.EventTyping, On: true, User: "dave", Obj: []byte(`{}`)}},
-		{"T 0 dave\n{}", shard.Event{Kind: shard.EventTyping, On: false, User: "dave", Obj: []byte(`{}`)}},
+		{"M e1 7 al ice\n{\"a\":1}", []shard.Event{msg("e1", 7, "al ice", `{"a":1}`)}},
+		{"B e1 1\n7 al ice\n{\"a\":1}", []shard.Event{msg("e1", 7, "al ice", `{"a":1}`)}},
+		{"B e1 3\n7 al ice\n{\"a\":1}\n8 bob\n{}\n9 al ice\n{\"c\":3}",
+			[]shard.Event{msg("e1", 7, "al ice", `{"a":1}`), msg("e1", 8, "bob", `{}`), msg("e1", 9, "al ice", `{"c":3}`)}},
+		{"B e1 2\n7 bob\n\n8 bob\n", []shard.Event{msg("e1", 7, "bob", ""), msg("e1", 8, "bob", "")}},
+		{"P 1 carol\n{}", []shard.Event{{Kind: shard.EventPresence, On: true, User: "carol", Obj: []byte(`{}`)}}},
+		{"P 0 carol\n{}", []shard.Event{{Kind: shard.EventPresence, On: false, User: "carol", Obj: []byte(`{}`)}}},
+		{"T 1 dave\n{}", []shard.Event{{Kind: shard.EventTyping, On: true, User: "dave", Obj: []byte(`{}`)}}},
+		{"T 0 dave\n{}", []shard.Event{{Kind: shard.EventTyping, On: false, User: "dave", Obj: []byte(`{}`)}}},
 	}
 	for _, tc := range good {
-		ev, err := parsePayload(tc.payload)
-		if err != nil || ev.Kind != tc.want.Kind || ev.Epoch != tc.want.Epoch || ev.Seq != tc.want.Seq ||
-			ev.User != tc.want.User || ev.On != tc.want.On || string(ev.Obj) != string(tc.want.Obj) {
-			t.Errorf("%q: %v %+v, want %+v", tc.payload, err, ev, tc.want)
+		evs, err := parsePayload(tc.payload, nil)
+		if err != nil || !reflect.DeepEqual(evs, tc.want) {
+			t.Errorf("%q: %v %+v, want %+v", tc.payload, err, evs, tc.want)
 		}
 	}
-	for _, bad := range []string{"M e1 x u\n{}", "M e1 0 u\n{}", "M e1 7\n{}", "X 1 u\n{}", "M e1 1 u", "T 2 u\n{}", "P 1\n{}", ""} {
-		if _, err := parsePayload(bad); err == nil {
-			t.Errorf("%q accepted", bad)
+	for _, bad := range []string{"M e1 x u\n{}", "M e1 0 u\n{}", "M e1 7\n{}", "X 1 u\n{}", "M e1 1 u", "T 2 u\n{}", "P 1\n{}", "",
+		"B e1 0\n", "B e1 x\n7 u\n{}", "B e1\n7 u\n{}", "B e1 2\n7 u\n{}", "B e1 1\n7 u\n{}\n8 u\n{}", "B e1 2\n7 u\n{}\n0 u\n{}",
+		"B e1 2\n7 u\n{}\n8\n{}", "B e1 99999999999999999999\n7 u\n{}"} {
+		if evs, err := parsePayload(bad, nil); err == nil {
+			t.Errorf("%q accepted as %+v", bad, evs)
 		}
 	}
 }
 
-// FuzzParsePayload: whatever comes on a channel, parsing never panics; a message it accepts
-// has a seq; and what it accepts, written again the way the hosts write it (the publish
-// script's format for messages, typingPayload and presencePayload), parses to the same event.
+// TestBatchObjectsStayApart: the objects of a batch share one copy of the payload, so an
+// append to one must not write over the next.
+func TestBatchObjectsStayApart(t *testing.T) {
+	t.Parallel()
+	evs, err := parsePayload("B e1 2\n1 a\n{}\n2 b\n[]", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = append(evs[0].Obj, 'x', 'x', 'x', 'x')
+	if string(evs[1].Obj) != "[]" {
+		t.Fatalf("the second object became %q", evs[1].Obj)
+	}
+}
+
+// writePayload writes events back the way the hosts write them: the publish script's M and B
+// for messages (B for more than one), typingPayload and presencePayload.
+func writePayload(t *testing.T, evs []shard.Event) string {
+	if len(evs) > 1 {
+		var b strings.Builder
+		b.WriteString("B " + evs[0].Epoch + " " + strconv.Itoa(len(evs)))
+		for _, ev := range evs {
+			if ev.Kind != shard.EventMessage || ev.Epoch != evs[0].Epoch {
+				t.Fatalf("a batch of %+v", evs)
+			}
+			b.WriteString("\n" + strconv.FormatUint(ev.Seq, 10) + " " + ev.User + "\n" + string(ev.Obj))
+		}
+		return b.String()
+	}
+	ev := evs[0]
+	switch ev.Kind {
+	case shard.EventMessage:
+		return "M " + ev.Epoch + " " + strconv.FormatUint(ev.Seq, 10) + " " + ev.User + "\n" + string(ev.Obj)
+	case shard.EventTyping:
+		return typingPayload(ev.User, ev.On, ev.Obj)
+	case shard.EventPresence:
+		return presencePayload(ev.User, ev.On, ev.Obj)
+	}
+	t.Fatalf("an event of kind %v", ev.Kind)
+	return ""
+}
+
+// FuzzParsePayload: whatever comes on a channel, parsing never panics; it gives at least one
+// event; a message it accepts has a seq; and what it accepts, written again the way the hosts
+// write it, parses to the same events.
 func FuzzParsePayload(f *testing.F) {
 	f.Add("M e1 7 al ice\n{\"a\":1}")
+	f.Add("B e1 2\n7 al ice\n{\"a\":1}\n8 bob\n{}")
 	f.Add("P 1 carol\n{}")
 	f.Add("T 0 dave\n{\"b\":2}")
 	f.Fuzz(func(t *testing.T, p string) {
-		ev, err := parsePayload(p)
+		evs, err := parsePayload(p, nil)
 		if err != nil {
 			return
 		}
-		var again string
-		switch ev.Kind {
-		case shard.EventMessage:
-			if ev.Seq == 0 {
-				t.Fatal("a message with seq 0")
-			}
-			again = "M " + ev.Epoch + " " + strconv.FormatUint(ev.Seq, 10) + " " + ev.User + "\n" + string(ev.Obj)
-		case shard.EventTyping:
-			again = typingPayload(ev.User, ev.On, ev.Obj)
-		case shard.EventPresence:
-			again = presencePayload(ev.User, ev.On, ev.Obj)
-		default:
-			t.Fatalf("%q parsed as kind %v", p, ev.Kind)
+		if len(evs) == 0 {
+			t.Fatalf("%q parsed as no event", p)
 		}
-		ev2, err := parsePayload(again)
-		if err != nil || !reflect.DeepEqual(ev, ev2) {
-			t.Fatalf("%q parsed as %+v; written again as %q it parses as %+v, %v", p, ev, again, ev2, err)
+		for _, ev := range evs {
+			if ev.Kind == shard.EventMessage && ev.Seq == 0 {
+				t.Fatalf("%q: a message with seq 0", p)
+			}
+		}
+		again := writePayload(t, evs)
+		evs2, err := parsePayload(again, nil)
+		if err != nil || !reflect.DeepEqual(evs, evs2) {
+			t.Fatalf("%q parsed as %+v; written again as %q it parses as %+v, %v", p, evs, again, evs2, err)
 		}
 	})
 }

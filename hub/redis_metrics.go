@@ -7,6 +7,7 @@ type redisMetrics struct {
 	up             prometheus.Gauge
 	errors         *prometheus.CounterVec
 	publishSeconds prometheus.Histogram
+	publishBatch   prometheus.Histogram
 	subscriptions  prometheus.Gauge
 	resubscribes   prometheus.Counter
 	syncs          prometheus.Counter
@@ -34,8 +35,13 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 		}, []string{"op"}),
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shardchat_bridge_publish_seconds",
-			Help:    "Round trip of ordering one message in Redis.",
+			Help:    "Round trip of ordering one message in Redis, with its wait for the room's publish before it.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs to 1.6s
+		}),
+		publishBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shardchat_bridge_publish_batch_messages",
+			Help:    "Messages of a room ordered by one publish script: those that waited while the room's previous script ran.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 7), // 1 to 64
 		}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shardchat_bridge_subscriptions",
@@ -65,6 +71,6 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 	for _, op := range redisOps() {
 		m.errors.WithLabelValues(op)
 	}
-	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.pruned, m.probeLost)
+	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.publishBatch, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.pruned, m.probeLost)
 	return m
 }

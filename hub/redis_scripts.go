@@ -18,20 +18,37 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// publishScript orders one message: the room's next seq, appended to the room's stream
-// (trimmed to about the history size) and published on the room's channel, atomically. It is
-// the one Redis call a message costs, so it does as little as it can. The
-// message object is built around the seq from the head and tail that the sender encoded.
+// publishScript orders a batch of a room's messages, in the order given: each its room's next
+// seq, appended to the room's stream (trimmed to about the history size), and all of them
+// published on the room's channel in one payload, atomically. It is what a message costs in
+// Redis, so it does as little as it can, and the calls not made per message (the clock, the
+// epoch, the seq, the TTL, the publish) are made once a batch. Each message object is built
+// around its seq from the head and tail that the sender encoded.
 //
-// A script that runs after ARGV[7] (Redis' clock, ms) does nothing and answers -1: the
-// sender has stopped waiting by then and told its client that the message was not sent, which
-// must stay true.
+// A message whose deadline (Redis' clock, ms) has passed is not sent: its sender has stopped
+// waiting by then and told its client that the message was not sent, which must stay true.
+// The script answers the last seq when it sent every message; else each message's seq, or
+// -1 for one it did not send, in order. (An integer costs Redis less to answer than a table.)
 //
-// KEYS: meta, log, channel. ARGV: head, tail, user, history, ttl ms, publish command,
-// deadline ms.
+// KEYS: meta, log, channel. ARGV: history, ttl ms, publish command, then four for each
+// message: head, tail, user, deadline ms.
 var publishScript = rueidis.NewLuaScript(redisNow + `
-if now > tonumber(ARGV[7]) then
-  return -1
+local late = 0
+for i = 7, #ARGV, 4 do
+  if now > tonumber(ARGV[i]) then
+    late = late + 1
+  end
+end
+local live = (#ARGV - 3) / 4 - late
+local out
+if late > 0 then
+  out = {}
+end
+if live == 0 then
+  for i = 7, #ARGV, 4 do
+    out[#out + 1] = -1
+  end
+  return out
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -39,17 +56,41 @@ if not epoch then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local obj = ARGV[1] .. seq .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'm', obj, 'u', ARGV[3])
+local last = redis.call('HINCRBY', KEYS[1], 'seq', live)
+local seq = last - live
+local payload
+local entries = {}
+for i = 4, #ARGV, 4 do
+  if late > 0 and now > tonumber(ARGV[i + 3]) then
+    out[#out + 1] = -1
+  else
+    seq = seq + 1
+    if late > 0 then
+      out[#out + 1] = seq
+    end
+    local obj = ARGV[i] .. seq .. ARGV[i + 1]
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'm', obj, 'u', ARGV[i + 2])
+    if live == 1 then
+      payload = 'M ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[i + 2] .. '\n' .. obj
+    else
+      entries[#entries + 1] = seq .. ' ' .. ARGV[i + 2] .. '\n' .. obj
+    end
+  end
+end
+if live > 1 then
+  payload = 'B ' .. epoch .. ' ' .. live .. '\n' .. table.concat(entries, '\n')
+end
 -- A TTL when the keys are new; the hosts with members in the room refresh it on their
 -- heartbeat, so a message need not (two fewer calls a message).
 if redis.call('PTTL', KEYS[2]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
-redis.call(ARGV[6], KEYS[3], 'M ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[3] .. '\n' .. obj)
-return seq
+redis.call(ARGV[3], KEYS[3], payload)
+if late > 0 then
+  return out
+end
+return last
 `)
 
 // stateScript reads a room's epoch (creating it for a new room), newest seq, and the stored
