@@ -38,7 +38,10 @@ type rawRequest struct {
 
 // Decode parses and validates one client frame. On failure it returns the Error to send
 // back, and the request's ref when it could be read, so the error can carry it.
-func Decode(frame []byte) (Request, *Error) {
+func Decode(frame []byte) (Request, *Error) { return decode(frame, true) }
+
+// decode is Decode, with the fast path for flat objects (scan.go) or without it.
+func decode(frame []byte, fast bool) (Request, *Error) {
 	var req Request
 	if !utf8.Valid(frame) {
 		return req, Errorf(CodeBadRequest, "frame is not valid UTF-8")
@@ -48,7 +51,13 @@ func Decode(frame []byte) (Request, *Error) {
 		return req, Errorf(CodeBadRequest, "frame must be one JSON object")
 	}
 	var raw rawRequest
-	err := json.Unmarshal(frame, &raw)
+	var err error
+	var flat flatRequest
+	if fast && scanFlat(frame, &flat) {
+		raw = flat.raw()
+	} else {
+		raw, err = decodeJSON(frame)
+	}
 	if raw.Ref != nil && len(*raw.Ref) <= MaxRef {
 		req.Ref = *raw.Ref
 	}
@@ -128,6 +137,14 @@ func Decode(frame []byte) (Request, *Error) {
 		}
 	}
 	return req, nil
+}
+
+// decodeJSON decodes frame with encoding/json, apart from decode so that only this path
+// allocates its rawRequest on the heap.
+func decodeJSON(frame []byte) (rawRequest, error) {
+	var raw rawRequest
+	err := json.Unmarshal(frame, &raw)
+	return raw, err
 }
 
 // usesField reports whether objects of type typ read field (or a field inside it, such as

@@ -253,14 +253,76 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// TestScanFlat: the objects clients send take the fast path, and others (which it leaves to
+// encoding/json) do not.
+func TestScanFlat(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		frame string
+		flat  bool
+	}{
+		{seedFrames[0], true},
+		{seedFrames[2], true},
+		{seedFrames[3], true},
+		{seedFrames[4], true},
+		{seedFrames[5], true},
+		{seedFrames[7], true},
+		{seedFrames[9], false}, // escapes
+		{` { "type" : "typing" , "room":"r", "on" : false } `, true},
+		{`{}`, true},
+		{`{"type":"join","room":"r","user":"bob","ref":"1","type":"leave"}`, true},
+		{seedFrames[1], false}, // since is an object
+		{seedFrames[6], false}, // numbers
+		{seedFrames[8], false},
+		{`{"Type":"ping"}`, false},
+		{`{"type":"ping","extra":1}`, false},
+		{`{"type":null}`, false},
+		{`{"on":"true"}`, false},
+		{`{"on":truex}`, false},
+		{`{"type":"ping"} x`, false},
+		{`{"type":"ping",}`, false},
+		{`{"type":"ping"`, false},
+		{"{\"type\":\"a\tb\"}", false}, // a raw tab in a string is not JSON
+	}
+	for _, tc := range cases {
+		var f flatRequest
+		if got := scanFlat([]byte(tc.frame), &f); got != tc.flat {
+			t.Errorf("scanFlat(%s) = %v, want %v", tc.frame, got, tc.flat)
+		}
+	}
+}
+
+// FuzzDecodePaths: Decode answers every frame the same with its fast path as with
+// encoding/json alone, the request or the error.
+func FuzzDecodePaths(f *testing.F) {
+	for _, s := range seedFrames {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"type":"typing","room":"r","on":false,"on":true}`))
+	f.Add([]byte(`{"type":"message","room":"r","text":"a","text":"b"}`))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		fastReq, fastErr := decode(frame, true)
+		slowReq, slowErr := decode(frame, false)
+		if !reflect.DeepEqual(fastReq, slowReq) || !reflect.DeepEqual(fastErr, slowErr) {
+			t.Fatalf("%q: fast path %+v %v, encoding/json %+v %v", frame, fastReq, fastErr, slowReq, slowErr)
+		}
+	})
+}
+
+// BenchmarkDecode: a message object on the fast path, and through encoding/json (the
+// control).
 func BenchmarkDecode(b *testing.B) {
 	frame := []byte(`{"type":"message","room":"general","text":"hello there, how is everyone doing today?","ref":"c-17"}`)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(frame)))
-	for b.Loop() {
-		if _, err := Decode(frame); err != nil {
-			b.Fatal(err)
-		}
+	for _, fast := range []bool{true, false} {
+		b.Run(map[bool]string{true: "fast", false: "encoding-json"}[fast], func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(frame)))
+			for b.Loop() {
+				if _, err := decode(frame, fast); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
