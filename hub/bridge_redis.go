@@ -47,7 +47,9 @@ type RedisConfig struct {
 	// within ProbeTimeout marks the bridge down and resubscribes every room. Defaults 1s, 3s.
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
-	// Timeout bounds each Redis call made for a client's request. Default 2s.
+	// Timeout bounds each Redis call made for a client's request. Default 2s. A message
+	// may wait up to Timeout for its room's earlier publish scripts, and its sender may then
+	// run the next script for the others, for up to Timeout more.
 	Timeout time.Duration
 	// KeyPrefix starts every key and channel name. Default "shardchat:".
 	KeyPrefix string
@@ -131,7 +133,7 @@ type RedisBridge struct {
 	reclaimWanted atomic.Bool    // this host's time in Redis ran out: claim its names again
 	choresDue     chan struct{}  // the heartbeat wakes choresLoop
 
-	lanes publishLanes
+	lanes publishLanes // safe for concurrent use: guarded by its own mu
 
 	// Guarded by mu.
 	mu      sync.Mutex
@@ -670,12 +672,14 @@ func (b *RedisBridge) resync(room string) {
 // deliver hands the events of a payload from a room's channel to the room's shard without
 // blocking: it runs in a rueidis receive loop, which must never wait (rueidis issue 596). When
 // the shard cannot take one, the rest are dropped too, and a message among them has the shard
-// read the gap from the room's stream.
+// read the gap from the room's stream. So does a payload it cannot read, which may hold
+// messages in a format of a newer host.
 func (b *RedisBridge) deliver(room, payload string) {
 	var one [1]shard.Event // most payloads hold one event
 	evs, err := parsePayload(payload, one[:0])
 	if err != nil {
 		b.metrics.errors.WithLabelValues("payload").Inc()
+		b.resync(room)
 		return
 	}
 	sh := b.local.Shard(room)

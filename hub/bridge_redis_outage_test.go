@@ -397,13 +397,14 @@ func TestRedisRefusedMessageIsNotSent(t *testing.T) {
 }
 
 // TestRedisRefusedBatchIsNotSent: the same for messages that waited in their room's lane
-// while Redis was busy, with more senders than a room's scripts under way: those that gave up
-// while queued, and the batch that a sender who had given up still runs for the others. None
-// goes out, and the room's lane is free again afterwards.
+// while Redis was busy. Two senders take the room's scripts; the others, a moment later,
+// queue behind them, and when the first two give up, go as one batch, which the first of
+// them runs for the others. None goes out, and the room's lane is free again afterwards.
 func TestRedisRefusedBatchIsNotSent(t *testing.T) {
 	t.Parallel()
+	const timeout = 600 * time.Millisecond
 	r := testprog.Redis(t)
-	a := newRedisHub(t, r.URL(), "t:", "host-a", func(c *RedisConfig) { c.Timeout = 300 * time.Millisecond })
+	a := newRedisHub(t, r.URL(), "t:", "host-a", func(c *RedisConfig) { c.Timeout = timeout })
 	reader := &member{}
 	a.mustJoin(t, reader, "r", "reader")
 	senders := make([]*member, 4*maxPublishScripts)
@@ -418,8 +419,23 @@ func TestRedisRefusedBatchIsNotSent(t *testing.T) {
 	busy := keepBusy(r)
 	var wg sync.WaitGroup
 	errs := make([]error, len(senders))
-	for i, m := range senders {
-		wg.Go(func() { errs[i] = a.say(t, m, "r", fmt.Sprint("s", i), fmt.Sprint("refused", i)) })
+	send := func(i int) {
+		wg.Go(func() { errs[i] = a.say(t, senders[i], "r", fmt.Sprint("s", i), fmt.Sprint("refused", i)) })
+	}
+	for i := range maxPublishScripts {
+		send(i)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.bridge.lanes.running("r") < maxPublishScripts {
+		if time.Now().After(deadline) {
+			t.Fatal("the first senders' scripts did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Late enough to be waiting still when the first scripts give up.
+	time.Sleep(timeout / 3)
+	for i := maxPublishScripts; i < len(senders); i++ {
+		send(i)
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -450,10 +466,8 @@ func TestRedisRefusedBatchIsNotSent(t *testing.T) {
 	if m.GetHistogram().GetSampleSum() <= float64(m.GetHistogram().GetSampleCount()) {
 		t.Errorf("no script carried more than one message: the lane never queued")
 	}
-	a.bridge.lanes.mu.Lock()
-	defer a.bridge.lanes.mu.Unlock()
-	if len(a.bridge.lanes.rooms) != 0 {
-		t.Errorf("lanes left behind: %+v", a.bridge.lanes.rooms)
+	if n := a.bridge.lanes.running("r"); n != 0 {
+		t.Errorf("the lane still counts %d scripts under way", n)
 	}
 }
 

@@ -102,7 +102,7 @@ func parsePayload(p string, evs []shard.Event) ([]shard.Event, error) {
 func parseBatch(header, body string, evs []shard.Event) ([]shard.Event, error) {
 	epoch, countText, ok := strings.Cut(header[2:], " ")
 	count, err := strconv.Atoi(countText)
-	if !ok || err != nil || count < 1 || count > len(body) {
+	if !ok || err != nil || count < 1 || count > maxPublishBatch || count > len(body) {
 		return nil, errBadPayload
 	}
 	evs = slices.Grow(evs, count)

@@ -41,7 +41,7 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 		publishBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shardchat_bridge_publish_batch_messages",
 			Help:    "Messages of a room ordered by one publish script: those that waited while the room's previous script ran.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 7), // 1 to 64
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8), // 1 to 128, maxPublishBatch
 		}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shardchat_bridge_subscriptions",

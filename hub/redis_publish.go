@@ -34,12 +34,13 @@ const maxPublishScripts = 2
 type outgoing struct {
 	head, tail, user, deadline string // static after construction
 
-	// Guarded by the lanes' mu.
-	// turn, made when the message queues, tells its sender what to do next: run a batch
-	// (lead), or take its outcome. It is sent once, and holds one turn, so that a sender who
-	// stopped waiting blocks no one.
-	turn  chan publishTurn
-	leads bool // the message was picked to run the next batch
+	// turn tells the sender what to do next: run a batch (lead), or take its outcome. It is
+	// made under the lanes' mu when the message queues, before any other goroutine sees the
+	// message, and then only sent on (once) and received from. It holds one turn, so that a
+	// sender who stopped waiting blocks no one.
+	turn chan publishTurn
+
+	leads bool // guarded by the lanes' mu: the message was picked to run the next batch
 }
 
 // publishTurn is a sender's turn: the batch to run, or the message's outcome: sent, or not
@@ -51,7 +52,7 @@ type publishTurn struct {
 }
 
 // publishLanes are the rooms that have publish scripts under way from this host, with the
-// messages that wait for the next one.
+// messages that wait for the next one. Its methods may be called concurrently.
 type publishLanes struct {
 	mu    sync.Mutex
 	rooms map[string]publishLane // present while a script for the room is under way
@@ -104,10 +105,10 @@ func (l *publishLanes) next(room string) []*outgoing {
 	return batch
 }
 
-// leave takes o out of room's lane, if it still waits there, for a sender that stopped
+// withdraw takes o out of room's lane, if it still waits there, for a sender that stopped
 // waiting: queued reports that it did, so o was never sent; leads that o was picked to run a
 // batch, which its sender must still do.
-func (l *publishLanes) leave(room string, o *outgoing) (queued, leads bool) {
+func (l *publishLanes) withdraw(room string, o *outgoing) (queued, leads bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lane := l.rooms[room]
@@ -141,7 +142,7 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 		select {
 		case turn = <-o.turn:
 		case <-cctx.Done():
-			queued, leads := b.lanes.leave(req.Room, o)
+			queued, leads := b.lanes.withdraw(req.Room, o)
 			switch {
 			case queued:
 				turn.err = cctx.Err()
