@@ -181,7 +181,7 @@ func (s *Shard) deliver(name string, ev Event) {
 		if !ev.On {
 			s.stopTyping(r, ev.User)
 		}
-		s.broadcast(r, ev.Obj, ev.User)
+		s.broadcastPresence(r, ev.Obj, ev.User)
 	}
 }
 

@@ -49,6 +49,11 @@ type Config struct {
 	Batch int
 	// TypingRefresh is how often a typist's repeated typing-on is passed on. Default 2s.
 	TypingRefresh time.Duration
+	// PresenceDelay is how long a member's writer may wait to write presence (join and
+	// leave) when nothing else is queued for it: the joins of many users at once then cost
+	// each member one write, not one per join. Anything else queued for the member goes at
+	// once, with the presence before it. Default 20ms.
+	PresenceDelay time.Duration
 	// Logger receives the shard's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the shard's metrics. Default: collectors on a private registry.
@@ -90,6 +95,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TypingRefresh <= 0 {
 		c.TypingRefresh = 2 * time.Second
+	}
+	if c.PresenceDelay <= 0 {
+		c.PresenceDelay = 20 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -168,6 +176,10 @@ type Shard struct {
 	// Owned by Run.
 	rooms   map[string]*room
 	toFlush []Member // members that got objects since the last flush and need waking
+	// later are the members with only presence queued, woken when presenceDue fires; a
+	// member that gets anything else moves to toFlush.
+	later       map[Member]struct{}
+	presenceDue *time.Timer
 }
 
 // New returns a shard; start it with Run.
@@ -180,6 +192,7 @@ func New(cfg Config) *Shard {
 		inbox:   make(chan command, cfg.Inbox),
 		done:    make(chan struct{}),
 		rooms:   make(map[string]*room),
+		later:   make(map[Member]struct{}),
 	}
 	s.metrics.registerShard(cfg.ID, func() float64 { return float64(len(s.inbox)) })
 	return s
@@ -195,6 +208,9 @@ func (s *Shard) Run(ctx context.Context) {
 	}
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
+	s.presenceDue = time.NewTimer(time.Hour)
+	s.presenceDue.Stop()
+	defer s.presenceDue.Stop()
 	lastSweep := time.Now()
 	for {
 		select {
@@ -204,6 +220,8 @@ func (s *Shard) Run(ctx context.Context) {
 			s.handle(cmd)
 			s.handleWaiting()
 			s.flush()
+		case <-s.presenceDue.C:
+			s.flushLater()
 		case now := <-ticker.C:
 			if s.cfg.Remote != nil {
 				s.retrySyncs(now)
@@ -230,8 +248,22 @@ func (s *Shard) handleWaiting() {
 
 // send queues obj for m, to be woken at the next flush.
 func (s *Shard) send(m Member, obj []byte) {
-	if m.Send(obj) {
+	s.queued(m, m.Send(obj))
+}
+
+// queued notes that m got an object that must not wait: wake is what its Send answered. A
+// member whose queue held only presence waiting for presenceDue is woken now too (its Send
+// answered false: its queue was not empty).
+func (s *Shard) queued(m Member, wake bool) {
+	if wake {
 		s.toFlush = append(s.toFlush, m)
+		return
+	}
+	if len(s.later) > 0 {
+		if _, ok := s.later[m]; ok {
+			delete(s.later, m)
+			s.toFlush = append(s.toFlush, m)
+		}
 	}
 }
 
@@ -244,15 +276,21 @@ func (s *Shard) flush() {
 	s.toFlush = s.toFlush[:0]
 }
 
+// flushLater wakes the writers of the members that got only presence.
+func (s *Shard) flushLater() {
+	for m := range s.later {
+		m.Flush()
+	}
+	clear(s.later)
+}
+
 // broadcast hands obj to every member of r but the one named except, and returns how many
 // got it.
 func (s *Shard) broadcast(r *room, obj []byte, except string) int {
 	n := 0
 	for _, seat := range r.members {
 		if seat.user != except {
-			if seat.member.Send(obj) {
-				s.toFlush = append(s.toFlush, seat.member)
-			}
+			s.queued(seat.member, seat.member.Send(obj))
 			n++
 		}
 	}
@@ -262,8 +300,22 @@ func (s *Shard) broadcast(r *room, obj []byte, except string) int {
 // broadcastBestEffort is broadcast for objects that may be dropped (typing).
 func (s *Shard) broadcastBestEffort(r *room, obj []byte, except string) {
 	for _, seat := range r.members {
-		if seat.user != except && seat.member.SendBestEffort(obj) {
-			s.toFlush = append(s.toFlush, seat.member)
+		if seat.user != except {
+			s.queued(seat.member, seat.member.SendBestEffort(obj))
+		}
+	}
+}
+
+// broadcastPresence is broadcast for presence, which may wait up to PresenceDelay for the
+// members' writers (see Config.PresenceDelay). A member whose queue it does not start is
+// woken anyway, or its writer is under way.
+func (s *Shard) broadcastPresence(r *room, obj []byte, except string) {
+	for _, seat := range r.members {
+		if seat.user != except && seat.member.Send(obj) {
+			if len(s.later) == 0 {
+				s.presenceDue.Reset(s.cfg.PresenceDelay)
+			}
+			s.later[seat.member] = struct{}{}
 		}
 	}
 }
@@ -438,7 +490,7 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 			s.metrics.rooms.Inc()
 		}
 		if s.cfg.Remote == nil { // with a bridge, presence comes back through it
-			s.broadcast(r, wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
+			s.broadcastPresence(r, wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
 		}
 		r.add(req.Member, req.User)
 	}
@@ -478,7 +530,7 @@ func (s *Shard) leave(req *Request) *wire.Error {
 	}
 	if s.cfg.Remote == nil { // with a bridge, presence comes back through it
 		s.stopTyping(r, user)
-		s.broadcast(r, wire.AppendPresence(nil, r.name, user, wire.PresenceLeave), "")
+		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, user, wire.PresenceLeave), "")
 	}
 	if !req.Quiet {
 		s.send(req.Member, wire.AppendLeft(nil, req.Ref, r.name))

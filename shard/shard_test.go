@@ -261,6 +261,69 @@ func TestTypingRefresh(t *testing.T) {
 	})
 }
 
+// TestPresenceWaits: presence alone waits up to PresenceDelay for the members' writers, and
+// the joins of several users in that time cost one wake-up; a message goes at once, and the
+// presence queued before it goes with it.
+func TestPresenceWaits(t *testing.T) {
+	t.Parallel()
+	const delay = 50 * time.Millisecond
+	flushes := func(m *sink) int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.flushes
+	}
+	t.Run("joins", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			s := start(t, Config{PresenceDelay: delay})
+			a := &sink{}
+			call(t, s.Join, Request{Member: a, Room: "r", User: "a"})
+			synctest.Wait()
+			before := flushes(a)
+			for i := range 5 {
+				call(t, s.Join, Request{Member: &sink{}, Room: "r", User: fmt.Sprint("u", i)})
+			}
+			synctest.Wait()
+			if n := flushes(a) - before; n != 0 {
+				t.Fatalf("woken %d times for presence before PresenceDelay", n)
+			}
+			time.Sleep(delay)
+			synctest.Wait()
+			if n := flushes(a) - before; n != 1 {
+				t.Fatalf("woken %d times for 5 joins, want 1", n)
+			}
+			if got := a.types(t); len(got) != 6 || got[5] != wire.TypePresence {
+				t.Fatalf("a got %v, want joined and 5 presence", got)
+			}
+		})
+	})
+	t.Run("a message behind", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			s := start(t, Config{PresenceDelay: delay})
+			a, b := &sink{}, &sink{}
+			call(t, s.Join, Request{Member: a, Room: "r", User: "a"})
+			synctest.Wait()
+			a.events(t)
+			before := flushes(a)
+			call(t, s.Join, Request{Member: b, Room: "r", User: "b"})
+			call(t, s.Publish, Request{Member: b, Room: "r", Text: "hi"})
+			synctest.Wait()
+			if n := flushes(a) - before; n != 1 {
+				t.Fatalf("woken %d times before PresenceDelay, want 1 for the message", n)
+			}
+			if got := a.types(t); len(got) != 2 || got[0] != wire.TypePresence || got[1] != wire.TypeMessage {
+				t.Fatalf("a got %v, want presence then message", got)
+			}
+			time.Sleep(delay)
+			synctest.Wait()
+			if n := flushes(a) - before; n != 1 {
+				t.Fatalf("woken again for presence that went with the message (%d)", n)
+			}
+		})
+	})
+}
+
 func TestIdleRoomsAreForgotten(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -411,7 +474,8 @@ func TestBurstFlushes(t *testing.T) {
 	}{
 		{"default batch", 0, 1},
 		{"batch of 4", 4, 3},
-		{"batch of 1", 1, 11},
+		// The join's presence waits (Config.PresenceDelay), and goes with the first message.
+		{"batch of 1", 1, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
