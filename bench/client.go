@@ -268,6 +268,10 @@ func (c *client) handleFrame(st *frameState, frame []byte) {
 }
 
 func (c *client) handleLine(st *frameState, line []byte) {
+	if m := c.w.seen.lookup(c.room, line); m != nil {
+		c.handleMessage(st, m)
+		return
+	}
 	o := &st.obj
 	if err := scanObject(line, o); err != nil {
 		c.undecodable++
@@ -279,23 +283,10 @@ func (c *client) handleLine(st *frameState, line []byte) {
 			c.stray++
 			return
 		}
-		if c.track.receive(o.seq) == receiptDuplicate {
-			return
-		}
-		c.lastDelivery = st.now
-		user, sent, ok := parseRef(o.ref)
-		if !ok {
-			return // a message that the bench did not send
-		}
-		st.latency[st.n] = max(st.now-sent, 0) / int64(time.Microsecond)
-		if st.n++; st.n == len(st.latency) {
-			c.flushLatency(st)
-		}
-		if user == c.id {
-			c.lastAck = st.now
-			c.acked.Add(1)
-			c.wake()
-		}
+		m := &seenMessage{seq: o.seq, line: bytes.Clone(line)}
+		m.user, m.sent, m.refOK = parseRef(o.ref)
+		c.w.seen.store(c.room, m)
+		c.handleMessage(st, m)
 	case wire.TypeError:
 		c.noteError(string(o.code))
 		if user, _, ok := parseRef(o.ref); ok && user == c.id {
@@ -306,6 +297,26 @@ func (c *client) handleLine(st *frameState, line []byte) {
 			}
 			c.wake()
 		}
+	}
+}
+
+// handleMessage accounts for a message of the client's room.
+func (c *client) handleMessage(st *frameState, m *seenMessage) {
+	if c.track.receive(m.seq) == receiptDuplicate {
+		return
+	}
+	c.lastDelivery = st.now
+	if !m.refOK {
+		return // a message that the bench did not send
+	}
+	st.latency[st.n] = max(st.now-m.sent, 0) / int64(time.Microsecond)
+	if st.n++; st.n == len(st.latency) {
+		c.flushLatency(st)
+	}
+	if m.user == c.id {
+		c.lastAck = st.now
+		c.acked.Add(1)
+		c.wake()
 	}
 }
 

@@ -85,6 +85,7 @@ type worker struct {
 	clients   []*client
 	rooms     []string // every room of the run, by global index
 	prefixes  [][]byte // per room: a message object up to its ref's value
+	seen      *seenMessages
 	frameBufs sync.Pool
 	cpuStart  time.Duration
 
@@ -121,6 +122,11 @@ func newWorker(spec workerSpec, log *slog.Logger) *worker {
 		name := fmt.Sprintf("bench-%s-%d", spec.RunID, r)
 		w.rooms = append(w.rooms, name)
 		w.prefixes = append(w.prefixes, messagePrefix(name, text))
+	}
+	wl := spec.Workload
+	w.seen = newSeenMessages(w.rooms, wl.Users/max(wl.Rooms, 1)*max(wl.Messages, 1))
+	if wl.Duration > 0 {
+		w.seen = newSeenMessages(w.rooms, maxSeenSlots)
 	}
 	hcs := httpClients(spec.SourceIPs, nil)
 	var slow []*http.Client
