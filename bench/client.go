@@ -283,10 +283,13 @@ func (c *client) handleLine(st *frameState, line []byte) {
 			c.stray++
 			return
 		}
-		m := &seenMessage{seq: o.seq, line: bytes.Clone(line)}
+		m := seenMessage{seq: o.seq}
 		m.user, m.sent, m.refOK = parseRef(o.ref)
-		c.w.seen.store(c.room, m)
-		c.handleMessage(st, m)
+		if c.w.seen != nil {
+			m.line = bytes.Clone(line)
+			c.w.seen.store(c.room, &m)
+		}
+		c.handleMessage(st, &m)
 	case wire.TypeError:
 		c.noteError(string(o.code))
 		if user, _, ok := parseRef(o.ref); ok && user == c.id {

@@ -38,13 +38,27 @@ type seenMessages struct {
 	size  int // slots per room: a power of two
 }
 
-// maxSeenSlots bounds the slots of a room (8 bytes each); fewer when a room's run has fewer
-// messages.
-const maxSeenSlots = 4096
+// maxSeenSlots bounds the slots of a room, and maxSeenTotal those of all rooms: each keeps a
+// line (a few hundred bytes) once its room's messages come.
+const (
+	maxSeenSlots = 4096
+	maxSeenTotal = 1 << 18
+)
 
-func newSeenMessages(rooms []string, messagesPerRoom int) *seenMessages {
-	size := 1 << bits.Len(uint(max(messagesPerRoom, 16)-1))
-	return &seenMessages{rooms: make([]atomic.Pointer[seenRoom], len(rooms)), names: rooms, size: min(size, maxSeenSlots)}
+// newSeenMessages returns the seenMessages of rooms for a run of about messagesPerRoom a
+// room (0: unknown), or nil when a room has fewer than two users: nothing would be read twice.
+func newSeenMessages(rooms []string, usersPerRoom, messagesPerRoom int) *seenMessages {
+	if usersPerRoom < 2 {
+		return nil
+	}
+	size := maxSeenSlots
+	if messagesPerRoom > 0 {
+		size = min(size, 1<<bits.Len(uint(max(messagesPerRoom, 16)-1)))
+	}
+	for size > 16 && size*len(rooms) > maxSeenTotal {
+		size /= 2
+	}
+	return &seenMessages{rooms: make([]atomic.Pointer[seenRoom], len(rooms)), names: rooms, size: size}
 }
 
 func (s *seenMessages) room(i int) *seenRoom {
@@ -61,8 +75,12 @@ func (s *seenMessages) room(i int) *seenRoom {
 	return s.rooms[i].Load()
 }
 
-// lookup answers the kept message of room that line is a copy of, or nil.
+// lookup answers the kept message of room that line is a copy of, or nil (always, for a nil
+// s).
 func (s *seenMessages) lookup(room int, line []byte) *seenMessage {
+	if s == nil {
+		return nil
+	}
 	r := s.room(room)
 	if !bytes.HasPrefix(line, r.head) {
 		return nil
@@ -84,8 +102,11 @@ func (s *seenMessages) lookup(room int, line []byte) *seenMessage {
 	return m
 }
 
-// store keeps m, read in full from a line of room, in its slot.
+// store keeps m, read in full from a line of room, in its slot (nothing, for a nil s).
 func (s *seenMessages) store(room int, m *seenMessage) {
+	if s == nil {
+		return
+	}
 	r := s.room(room)
 	r.slots[m.seq%uint64(len(r.slots))].Store(m)
 }

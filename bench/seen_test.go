@@ -17,7 +17,13 @@ func seenLine(room string, seq uint64, text string) []byte {
 func TestSeenMessages(t *testing.T) {
 	t.Parallel()
 	rooms := []string{"bench-x-0", "bench-x-1"}
-	s := newSeenMessages(rooms, 10) // 16 slots
+	if newSeenMessages(rooms, 1, 10) != nil {
+		t.Fatal("a cache for rooms of one user each")
+	}
+	if s := newSeenMessages(make([]string, 1000), 50, 0); s.size*1000 > maxSeenTotal {
+		t.Fatalf("%d slots a room for 1,000 rooms: past maxSeenTotal", s.size)
+	}
+	s := newSeenMessages(rooms, 2, 10) // 16 slots
 	kept := seenLine(rooms[0], 5, "hello")
 	if s.lookup(0, kept) != nil {
 		t.Fatal("a hit before anything was kept")
@@ -46,7 +52,7 @@ func TestSeenMessages(t *testing.T) {
 // scanObject's fast path in BenchmarkScanObject.
 func BenchmarkSeenLookup(b *testing.B) {
 	line := seenLine("bench-1a2b-3", 123456, strings.Repeat("x", 64))
-	s := newSeenMessages([]string{"bench-1a2b-3"}, 1<<20)
+	s := newSeenMessages([]string{"bench-1a2b-3"}, 1000, 1<<20)
 	s.store(0, &seenMessage{seq: 123456, line: bytes.Clone(line)})
 	b.SetBytes(int64(len(line)))
 	for b.Loop() {

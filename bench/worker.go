@@ -124,9 +124,11 @@ func newWorker(spec workerSpec, log *slog.Logger) *worker {
 		w.prefixes = append(w.prefixes, messagePrefix(name, text))
 	}
 	wl := spec.Workload
-	w.seen = newSeenMessages(w.rooms, wl.Users/max(wl.Rooms, 1)*max(wl.Messages, 1))
+	perRoom := wl.Users / max(wl.Rooms, 1)
 	if wl.Duration > 0 {
-		w.seen = newSeenMessages(w.rooms, maxSeenSlots)
+		w.seen = newSeenMessages(w.rooms, perRoom, 0)
+	} else {
+		w.seen = newSeenMessages(w.rooms, perRoom, perRoom*wl.Messages)
 	}
 	hcs := httpClients(spec.SourceIPs, nil)
 	var slow []*http.Client

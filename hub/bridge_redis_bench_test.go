@@ -30,6 +30,7 @@ func (c *counter) Send(obj []byte) bool {
 	return false
 }
 func (c *counter) SendBestEffort(obj []byte) bool { return false }
+func (c *counter) SendLater(obj []byte) bool      { return false }
 func (c *counter) Flush()                         {}
 func (c *counter) Kick(wire.CloseCode, string)    {}
 

@@ -37,6 +37,7 @@ func (m *member) Send(obj []byte) bool {
 }
 
 func (m *member) SendBestEffort(obj []byte) bool { return m.Send(obj) }
+func (m *member) SendLater(obj []byte) bool      { return m.Send(obj) }
 
 func (m *member) Flush() {}
 

@@ -79,6 +79,7 @@ type sink struct {
 
 func (s *sink) Send([]byte) bool            { s.mu.Lock(); s.objs++; s.mu.Unlock(); return true }
 func (s *sink) SendBestEffort([]byte) bool  { return s.Send(nil) }
+func (s *sink) SendLater([]byte) bool       { return s.Send(nil) }
 func (s *sink) Flush()                      {}
 func (s *sink) Kick(wire.CloseCode, string) {}
 

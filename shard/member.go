@@ -21,7 +21,12 @@ type Member interface {
 	// SendBestEffort is Send for objects that may be dropped when the member's queue is more
 	// than half full. Only typing objects go this way.
 	SendBestEffort(obj []byte) (wake bool)
-	// Flush wakes the member's writer to write what is queued.
+	// SendLater is Send for objects whose writing may wait for the shard's late flush
+	// (Config.PresenceDelay): presence. Anything else sent to the member meanwhile, by any
+	// shard or its own session, wakes its writer for both, as Send does. wake reports that
+	// the member needs a late flush.
+	SendLater(obj []byte) (wake bool)
+	// Flush wakes the member's writer to write what is queued, if anything is.
 	Flush()
 	// Kick closes the member's connection with code, after what is queued. The member
 	// stays seated until its session leaves, as on any disconnect.

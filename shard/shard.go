@@ -176,9 +176,9 @@ type Shard struct {
 	// Owned by Run.
 	rooms   map[string]*room
 	toFlush []Member // members that got objects since the last flush and need waking
-	// later are the members with only presence queued, woken when presenceDue fires; a
-	// member that gets anything else moves to toFlush.
-	later       map[Member]struct{}
+	// later are the members that got presence into an empty queue, woken when presenceDue
+	// fires (their queues wake them sooner for anything else; see Member.SendLater).
+	later       []Member
 	presenceDue *time.Timer
 }
 
@@ -192,7 +192,6 @@ func New(cfg Config) *Shard {
 		inbox:   make(chan command, cfg.Inbox),
 		done:    make(chan struct{}),
 		rooms:   make(map[string]*room),
-		later:   make(map[Member]struct{}),
 	}
 	s.metrics.registerShard(cfg.ID, func() float64 { return float64(len(s.inbox)) })
 	return s
@@ -211,6 +210,7 @@ func (s *Shard) Run(ctx context.Context) {
 	s.presenceDue = time.NewTimer(time.Hour)
 	s.presenceDue.Stop()
 	defer s.presenceDue.Stop()
+	defer s.flushLater()
 	lastSweep := time.Now()
 	for {
 		select {
@@ -248,22 +248,8 @@ func (s *Shard) handleWaiting() {
 
 // send queues obj for m, to be woken at the next flush.
 func (s *Shard) send(m Member, obj []byte) {
-	s.queued(m, m.Send(obj))
-}
-
-// queued notes that m got an object that must not wait: wake is what its Send answered. A
-// member whose queue held only presence waiting for presenceDue is woken now too (its Send
-// answered false: its queue was not empty).
-func (s *Shard) queued(m Member, wake bool) {
-	if wake {
+	if m.Send(obj) {
 		s.toFlush = append(s.toFlush, m)
-		return
-	}
-	if len(s.later) > 0 {
-		if _, ok := s.later[m]; ok {
-			delete(s.later, m)
-			s.toFlush = append(s.toFlush, m)
-		}
 	}
 }
 
@@ -276,12 +262,14 @@ func (s *Shard) flush() {
 	s.toFlush = s.toFlush[:0]
 }
 
-// flushLater wakes the writers of the members that got only presence.
+// flushLater wakes the writers of the members that got presence (some may have been woken
+// since: a Flush with nothing queued costs little).
 func (s *Shard) flushLater() {
-	for m := range s.later {
+	for i, m := range s.later {
 		m.Flush()
+		s.later[i] = nil
 	}
-	clear(s.later)
+	s.later = s.later[:0]
 }
 
 // broadcast hands obj to every member of r but the one named except, and returns how many
@@ -290,7 +278,9 @@ func (s *Shard) broadcast(r *room, obj []byte, except string) int {
 	n := 0
 	for _, seat := range r.members {
 		if seat.user != except {
-			s.queued(seat.member, seat.member.Send(obj))
+			if seat.member.Send(obj) {
+				s.toFlush = append(s.toFlush, seat.member)
+			}
 			n++
 		}
 	}
@@ -300,8 +290,8 @@ func (s *Shard) broadcast(r *room, obj []byte, except string) int {
 // broadcastBestEffort is broadcast for objects that may be dropped (typing).
 func (s *Shard) broadcastBestEffort(r *room, obj []byte, except string) {
 	for _, seat := range r.members {
-		if seat.user != except {
-			s.queued(seat.member, seat.member.SendBestEffort(obj))
+		if seat.user != except && seat.member.SendBestEffort(obj) {
+			s.toFlush = append(s.toFlush, seat.member)
 		}
 	}
 }
@@ -311,11 +301,11 @@ func (s *Shard) broadcastBestEffort(r *room, obj []byte, except string) {
 // woken anyway, or its writer is under way.
 func (s *Shard) broadcastPresence(r *room, obj []byte, except string) {
 	for _, seat := range r.members {
-		if seat.user != except && seat.member.Send(obj) {
+		if seat.user != except && seat.member.SendLater(obj) {
 			if len(s.later) == 0 {
 				s.presenceDue.Reset(s.cfg.PresenceDelay)
 			}
-			s.later[seat.member] = struct{}{}
+			s.later = append(s.later, seat.member)
 		}
 	}
 }

@@ -28,18 +28,31 @@ type sink struct {
 	bestEffort int
 	flushes    int
 	pending    bool // objects wait for a Flush
+	deferred   bool // ... and all of them were sent later
 	kicked     wire.CloseCode
 }
 
 // Send keeps obj and, like a session's outbox, asks for a Flush only when nothing was
-// waiting for one.
+// waiting for one, or only objects sent later.
 func (s *sink) Send(obj []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.objs = append(s.objs, obj)
-	wake := !s.pending
-	s.pending = true
+	wake := !s.pending || s.deferred
+	s.pending, s.deferred = true, false
 	return wake
+}
+
+// SendLater keeps obj and asks for a late Flush when nothing was waiting for one.
+func (s *sink) SendLater(obj []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.objs = append(s.objs, obj)
+	if s.pending {
+		return false
+	}
+	s.pending, s.deferred = true, true
+	return true
 }
 
 func (s *sink) SendBestEffort(obj []byte) bool {
@@ -51,8 +64,10 @@ func (s *sink) SendBestEffort(obj []byte) bool {
 
 func (s *sink) Flush() {
 	s.mu.Lock()
-	s.flushes++
-	s.pending = false
+	if s.pending { // as a session's: a Flush with nothing queued wakes no writer
+		s.flushes++
+	}
+	s.pending, s.deferred = false, false
 	s.mu.Unlock()
 }
 
@@ -210,6 +225,7 @@ type panicky struct{}
 
 func (panicky) Send([]byte) bool            { panic("boom") }
 func (panicky) SendBestEffort([]byte) bool  { panic("boom") }
+func (panicky) SendLater([]byte) bool       { panic("boom") }
 func (panicky) Flush()                      {}
 func (panicky) Kick(wire.CloseCode, string) {}
 
@@ -324,6 +340,37 @@ func TestPresenceWaits(t *testing.T) {
 	})
 }
 
+// TestPresenceWaitsNotAcrossShards: a member's presence waiting on one shard does not hold a
+// message that another shard sends it: the member's queue wakes it for both.
+func TestPresenceWaitsNotAcrossShards(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const delay = time.Hour
+		s1, s2 := start(t, Config{PresenceDelay: delay}), start(t, Config{PresenceDelay: delay})
+		a, c := &sink{}, &sink{}
+		call(t, s1.Join, Request{Member: a, Room: "r1", User: "a"})
+		call(t, s2.Join, Request{Member: a, Room: "r2", User: "a"})
+		call(t, s2.Join, Request{Member: c, Room: "r2", User: "c"})
+		synctest.Wait()
+		a.events(t)
+		a.mu.Lock()
+		before := a.flushes
+		a.mu.Unlock()
+		call(t, s1.Join, Request{Member: &sink{}, Room: "r1", User: "b"}) // presence for a, on s1
+		call(t, s2.Publish, Request{Member: c, Room: "r2", Text: "hi"})   // a message for a, on s2
+		synctest.Wait()
+		a.mu.Lock()
+		woken := a.flushes - before
+		a.mu.Unlock()
+		if woken != 1 {
+			t.Fatalf("woken %d times, want 1: the message waited for the other shard's presence", woken)
+		}
+		if got := a.types(t); len(got) != 2 || got[0] != wire.TypePresence || got[1] != wire.TypeMessage {
+			t.Fatalf("a got %v, want presence then message", got)
+		}
+	})
+}
+
 func TestIdleRoomsAreForgotten(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -412,6 +459,7 @@ func (q *queueMember) Send(obj []byte) bool {
 func (q *queueMember) Flush() {}
 
 func (q *queueMember) SendBestEffort(obj []byte) bool { return q.Send(obj) }
+func (q *queueMember) SendLater(obj []byte) bool      { return q.Send(obj) }
 func (q *queueMember) Kick(wire.CloseCode, string)    {}
 
 // fanoutRoom starts a shard with a room of n queueMembers, and returns it with a publish

@@ -15,23 +15,38 @@ type outbox struct {
 	items      [][]byte
 	overflowed bool
 	closed     bool
-	dropped    int // best-effort objects dropped, not yet counted in metrics
+	dropped    int  // best-effort objects dropped, not yet counted in metrics
+	deferred   bool // the queue holds only objects sent later, and no wake-up was asked for
 }
+
+// sendMode is how an object goes into an outbox.
+type sendMode uint8
+
+const (
+	// sendNow objects wake the writer (at the end of the shard's batch).
+	sendNow sendMode = iota
+	// sendBestEffort objects do too, but are dropped when the outbox is more than half full.
+	sendBestEffort
+	// sendLater objects may wait for the shard's late flush (shard.Config.PresenceDelay);
+	// anything else added meanwhile wakes the writer for all of them.
+	sendLater
+)
 
 func newOutbox(limit int) *outbox {
 	return &outbox{limit: limit, wake: make(chan struct{}, 1)}
 }
 
 // add queues obj without waking the writer, and reports whether the writer needs waking:
-// the outbox was empty (or overflowed, which the writer must act on). bestEffort objects are
-// dropped when the outbox is more than half full. add never blocks.
-func (o *outbox) add(obj []byte, bestEffort bool) (wake bool) {
+// the outbox was empty, or held only objects sent later (or it overflowed, which the writer
+// must act on). For a sendLater object, wake means a late flush: the outbox was empty. add
+// never blocks.
+func (o *outbox) add(obj []byte, mode sendMode) (wake bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
 	case o.closed || o.overflowed:
 		return false
-	case bestEffort && len(o.items) > o.limit/2:
+	case mode == sendBestEffort && len(o.items) > o.limit/2:
 		o.dropped++
 		return false
 	case len(o.items) >= o.limit:
@@ -39,7 +54,13 @@ func (o *outbox) add(obj []byte, bestEffort bool) (wake bool) {
 		return true
 	}
 	o.items = append(o.items, obj)
-	return len(o.items) == 1
+	if mode == sendLater {
+		o.deferred = o.deferred || len(o.items) == 1
+		return len(o.items) == 1
+	}
+	wake = len(o.items) == 1 || o.deferred
+	o.deferred = false
+	return wake
 }
 
 func (o *outbox) signal() {
@@ -58,6 +79,7 @@ func (o *outbox) take(dst [][]byte) ([][]byte, bool, int) {
 	o.items = dst[:0]
 	overflowed, dropped := o.overflowed, o.dropped
 	o.dropped = 0
+	o.deferred = false
 	o.mu.Unlock()
 	return items, overflowed, dropped
 }

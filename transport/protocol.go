@@ -22,7 +22,7 @@ type protocol interface {
 	// deliver queues obj in the protocol's form without waking the writer, and reports
 	// whether the writer needs waking (see shard.Member). Shard goroutines call it: it must
 	// not block.
-	deliver(s *session, obj []byte, bestEffort bool) (wake bool)
+	deliver(s *session, obj []byte, mode sendMode) (wake bool)
 	// joinFrames reports whether the writer may join several queued items into one frame.
 	joinFrames() bool
 	// keepalive runs on the server's watchdog goroutine, often (see Server.watchSessions):
@@ -45,8 +45,8 @@ func (native) serve(ctx context.Context, s *session, typ websocket.MessageType, 
 	return s.handle(ctx, frame)
 }
 
-func (native) deliver(s *session, obj []byte, bestEffort bool) bool {
-	return s.add(obj, bestEffort)
+func (native) deliver(s *session, obj []byte, mode sendMode) bool {
+	return s.add(obj, mode)
 }
 
 func (native) joinFrames() bool { return true }

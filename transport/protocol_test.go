@@ -654,6 +654,7 @@ type panicMember struct{}
 
 func (panicMember) Send([]byte) bool            { panic("broken member") }
 func (panicMember) SendBestEffort([]byte) bool  { panic("broken member") }
+func (panicMember) SendLater([]byte) bool       { panic("broken member") }
 func (panicMember) Flush()                      {}
 func (panicMember) Kick(wire.CloseCode, string) {}
 
@@ -672,5 +673,23 @@ func waitFor(t testing.TB, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAnswerGoesBehindPresence: the session's own answers (a pong here) wake the writer for
+// presence that waits for the shard's late flush, which comes first; with a PresenceDelay of
+// an hour, nothing else would write it.
+func TestAnswerGoesBehindPresence(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{}, shard.Config{PresenceDelay: time.Hour})
+	alice, bob := env.dial(), env.dial()
+	alice.join("r", "alice")
+	bob.join("r", "bob")
+	alice.send(wire.ClientRequest{Type: wire.TypePing, Ref: "p"})
+	if p := alice.next(); p.Type != wire.TypePresence || p.User != "bob" {
+		t.Fatalf("first after the ping: %+v, want bob's presence", p)
+	}
+	if p := alice.next(); p.Type != wire.TypePong || p.Ref != "p" {
+		t.Fatalf("then %+v, want the pong", p)
 	}
 }

@@ -165,19 +165,48 @@ func TestPingDoesNotHoldDeliveries(t *testing.T) {
 	}
 }
 
+// TestOutboxLater: objects sent later ask for a late flush when they start the queue; what
+// comes behind them, whoever adds it (another shard, the session's own answers), wakes the
+// writer for all; a take starts afresh.
+func TestOutboxLater(t *testing.T) {
+	t.Parallel()
+	o := newOutbox(8)
+	obj := []byte("x")
+	steps := []struct {
+		mode sendMode
+		wake bool
+		why  string
+	}{
+		{sendLater, true, "presence into an empty outbox asks for a late flush"},
+		{sendLater, false, "more presence rides on the first's late flush"},
+		{sendNow, true, "a message behind presence wakes the writer now"},
+		{sendNow, false, "the writer is woken already"},
+		{sendLater, false, "presence behind a message goes with it"},
+	}
+	for i, st := range steps {
+		if wake := o.add(obj, st.mode); wake != st.wake {
+			t.Fatalf("step %d: wake %v: %s", i, wake, st.why)
+		}
+	}
+	o.take(nil)
+	if !o.add(obj, sendLater) || !o.add(obj, sendBestEffort) {
+		t.Fatal("after a take: presence asks for a late flush, and a typing object behind it wakes the writer")
+	}
+}
+
 func TestOutbox(t *testing.T) {
 	t.Parallel()
 	o := newOutbox(4)
 	obj := []byte("x")
 	for i := range 4 {
-		if wake := o.add(obj, false); wake != (i == 0) {
+		if wake := o.add(obj, sendNow); wake != (i == 0) {
 			t.Fatalf("add %d: wake %v; only the first add into an empty outbox wakes", i, wake)
 		}
 	}
-	if o.add(obj, true) {
+	if o.add(obj, sendBestEffort) {
 		t.Fatal("best effort queued into a queue more than half full")
 	}
-	if !o.add(obj, false) {
+	if !o.add(obj, sendNow) {
 		t.Fatal("an add into a full outbox must wake the writer, to close the slow consumer")
 	}
 	items, overflowed, dropped := o.take(nil)
@@ -191,7 +220,7 @@ func TestOutbox(t *testing.T) {
 	if o.pending() {
 		t.Fatal("a closed outbox has no work")
 	}
-	if o.add(obj, false) || o.add(obj, true) {
+	if o.add(obj, sendNow) || o.add(obj, sendBestEffort) || o.add(obj, sendLater) {
 		t.Fatal("a closed outbox must swallow adds without waking")
 	}
 	if items, _, _ := o.take(nil); len(items) != 0 {

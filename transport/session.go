@@ -146,29 +146,37 @@ func (s *session) log() *slog.Logger {
 }
 
 // Send queues obj in the session's protocol; see shard.Member.
-func (s *session) Send(obj []byte) bool { return s.proto.deliver(s, obj, false) }
+func (s *session) Send(obj []byte) bool { return s.proto.deliver(s, obj, sendNow) }
 
 // SendBestEffort queues obj unless the queue is more than half full; see shard.Member.
-func (s *session) SendBestEffort(obj []byte) bool { return s.proto.deliver(s, obj, true) }
+func (s *session) SendBestEffort(obj []byte) bool { return s.proto.deliver(s, obj, sendBestEffort) }
 
-// Flush wakes the writer; see shard.Member.
-func (s *session) Flush() { s.wakeWriter() }
+// SendLater queues obj to be written at the shard's late flush; see shard.Member.
+func (s *session) SendLater(obj []byte) bool { return s.proto.deliver(s, obj, sendLater) }
+
+// Flush wakes the writer when something is queued; see shard.Member. A shard's late flush
+// may find the queue written already: the writer then stays asleep, or retired.
+func (s *session) Flush() {
+	if s.out.pending() {
+		s.wakeWriter()
+	}
+}
 
 // add puts one frame (or object, for protocols that join them) in the outbox without waking
 // the writer, and reports whether it needs waking; see shard.Member.
-func (s *session) add(frame []byte, bestEffort bool) bool { return s.out.add(frame, bestEffort) }
+func (s *session) add(frame []byte, mode sendMode) bool { return s.out.add(frame, mode) }
 
 // queue puts one frame in the outbox and wakes the writer: for what the session itself
 // sends, outside any shard's batch.
 func (s *session) queue(frame []byte) {
-	if s.out.add(frame, false) {
+	if s.out.add(frame, sendNow) {
 		s.wakeWriter()
 	}
 }
 
 // answer sends a native object from the session itself (an error, a pong) in its protocol.
 func (s *session) answer(obj []byte) {
-	if s.proto.deliver(s, obj, false) {
+	if s.proto.deliver(s, obj, sendNow) {
 		s.wakeWriter()
 	}
 }

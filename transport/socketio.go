@@ -356,7 +356,7 @@ func convertBroadcast(obj []byte) (*derived, error) {
 
 // deliver turns a native object into Socket.IO frames. Objects fanned out to a room come
 // through the shared cache; replies meant for this member alone are converted here.
-func (p *socketIO) deliver(s *session, obj []byte, bestEffort bool) bool {
+func (p *socketIO) deliver(s *session, obj []byte, mode sendMode) bool {
 	switch string(objectType(obj)) {
 	case wire.TypeMessage, wire.TypeTyping, wire.TypePresence:
 		d, err := p.cache.get(obj, convertBroadcast)
@@ -364,7 +364,7 @@ func (p *socketIO) deliver(s *session, obj []byte, bestEffort bool) bool {
 			s.log().Error("cannot convert an object for socket.io", "err", err)
 			return false
 		}
-		return p.deliverBroadcast(s, d, bestEffort)
+		return p.deliverBroadcast(s, d, mode)
 	case wire.TypeWelcome, wire.TypePong:
 		return false // Engine.IO has its own greeting and heartbeat
 	default:
@@ -380,20 +380,21 @@ func (p *socketIO) deliver(s *session, obj []byte, bestEffort bool) bool {
 // delivery collects the frames of one delivery and whether the writer needs waking.
 type delivery struct {
 	s    *session
+	mode sendMode
 	wake bool
 }
 
 func (o *delivery) add(frame []byte) {
-	if o.s.add(frame, false) {
+	if o.s.add(frame, o.mode) {
 		o.wake = true
 	}
 }
 
-func (p *socketIO) deliverBroadcast(s *session, d *derived, bestEffort bool) bool {
-	if bestEffort {
-		return s.add(d.frame, true)
+func (p *socketIO) deliverBroadcast(s *session, d *derived, mode sendMode) bool {
+	if mode == sendBestEffort {
+		return s.add(d.frame, sendBestEffort)
 	}
-	o := delivery{s: s}
+	o := delivery{s: s, mode: mode}
 	o.add(d.frame)
 	switch d.kind {
 	case wire.TypeMessage:
