@@ -380,13 +380,21 @@ func TestStuckWriteIsCut(t *testing.T) {
 	env := setupTest(t, Config{WriteTimeout: 300 * time.Millisecond, Queue: 1 << 20, Rate: 1e6, Burst: 1e6}, shard.Config{})
 	sender := env.dial()
 	sender.join("r", "sender")
-	silent := env.dialSilent()
+	silent := env.dialSilentSmall()
 	silent.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "r", User: "silent"})
 	sender.nextOf(wire.TypePresence)
+	stuck := env.sessionOf(t, "silent")
 	text := strings.Repeat("x", wire.MaxText)
-	// Enough to fill the socket buffers both ways, so that a write to the silent client blocks.
-	for range 4000 {
+	// Until a write to the silent client blocks, and no more: the sender reads every echo too,
+	// and one that falls behind for WriteTimeout (a slow reader under -race) would be cut.
+	for i := 0; ; i++ {
+		if i == 4000 {
+			t.Fatal("4,000 messages and no write to the silent client blocked")
+		}
 		sender.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: text})
+		if since := stuck.writingSince.Load(); since != 0 && time.Since(time.Unix(0, since)) > 50*time.Millisecond {
+			break
+		}
 	}
 	for {
 		if ev := sender.next(); ev.Type == wire.TypePresence && ev.User == "silent" && ev.Event == wire.PresenceLeave {
