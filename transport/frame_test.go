@@ -11,11 +11,8 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
@@ -354,65 +351,4 @@ func nextServerFrame(r *bufio.Reader) (byte, []byte, error) {
 		return 0, nil, err
 	}
 	return hdr[0], payload, nil
-}
-
-// countingListener counts the writes on the connections it accepts.
-type countingListener struct {
-	net.Listener
-	writes *atomic.Int64
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return countingConn{Conn: c, writes: l.writes}, nil
-}
-
-type countingConn struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c countingConn) Write(b []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(b)
-}
-
-// TestUpgradeAndWelcomeInOneWrite: the 101 response goes out with the welcome, in one write
-// (greetingConn), for the native protocol and Socket.IO, and the client reads both.
-func TestUpgradeAndWelcomeInOneWrite(t *testing.T) {
-	t.Parallel()
-	env := setupTest(t, Config{}, shard.Config{})
-	var writes atomic.Int64
-	hs := httptest.NewUnstartedServer(env.srv.Handler())
-	hs.Listener = countingListener{Listener: hs.Listener, writes: &writes}
-	hs.Start()
-	defer hs.Close()
-	base := "ws" + strings.TrimPrefix(hs.URL, "http")
-
-	for _, tc := range []struct {
-		path, first string
-	}{
-		{"/ws", `"type":"welcome"`},
-		{"/socket.io/?EIO=4&transport=websocket", `0{"sid"`},
-	} {
-		before := writes.Load()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, _, err := websocket.Dial(ctx, base+tc.path, nil)
-		if err != nil {
-			cancel()
-			t.Fatalf("%s: %v", tc.path, err)
-		}
-		_, frame, err := conn.Read(ctx)
-		cancel()
-		if err != nil || !strings.Contains(string(frame), tc.first) {
-			t.Fatalf("%s: first frame %q, %v; want one with %s", tc.path, frame, err, tc.first)
-		}
-		if n := writes.Load() - before; n != 1 {
-			t.Errorf("%s: the upgrade and the greeting took %d writes, want 1", tc.path, n)
-		}
-		_ = conn.CloseNow()
-	}
 }

@@ -23,7 +23,7 @@ func (s *session) adopt(h hijacked) {
 	s.early = h.early
 	// Only sockets whose Read is the kernel's: a wrapper that buffers in its Read (a PROXY
 	// protocol listener, say) would hold bytes the peek cannot see.
-	switch c := h.bare.(type) {
+	switch c := h.conn.(type) {
 	case *net.TCPConn:
 		s.rawConn, _ = c.SyscallConn()
 	case *net.UnixConn:

@@ -22,9 +22,7 @@ func TestListenerWithoutKeepAlive(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan net.Addr, 1)
 	served := make(chan error, 1)
-	go func() {
-		served <- env.srv.ListenAndServe(ctx, "127.0.0.1:0", time.Second, func(a net.Addr) { addrs <- a })
-	}()
+	go func() { served <- env.srv.ListenAndServe(ctx, "127.0.0.1:0", time.Second, func(a net.Addr) { addrs <- a }) }()
 	addr := (<-addrs).String()
 	t.Cleanup(func() {
 		cancel()
@@ -35,18 +33,18 @@ func TestListenerWithoutKeepAlive(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()
-	conn, _, derr := websocket.Dial(dctx, "ws://"+addr+"/ws", nil)
-	if derr != nil {
-		t.Fatal(derr)
+	conn, _, err := websocket.Dial(dctx, "ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer func() { _ = conn.CloseNow() }()
 	sess := env.findSession(t, func(s *session) bool { return s.raw != nil && s.raw.LocalAddr().String() == addr })
-	if sess.rawConn == nil {
-		t.Fatal("the session has no socket to look at")
+	sc, err := sess.raw.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
 	}
 	keepAlive := -1
-	var err error
-	if err := sess.rawConn.Control(func(fd uintptr) {
+	if err := sc.Control(func(fd uintptr) {
 		keepAlive, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
 	}); err != nil {
 		t.Fatal(err)
