@@ -22,7 +22,9 @@ func TestListenerWithoutKeepAlive(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan net.Addr, 1)
 	served := make(chan error, 1)
-	go func() { served <- env.srv.ListenAndServe(ctx, "127.0.0.1:0", time.Second, func(a net.Addr) { addrs <- a }) }()
+	go func() {
+		served <- env.srv.ListenAndServe(ctx, "127.0.0.1:0", time.Second, func(a net.Addr) { addrs <- a })
+	}()
 	addr := (<-addrs).String()
 	t.Cleanup(func() {
 		cancel()
