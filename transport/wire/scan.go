@@ -30,26 +30,22 @@ const (
 // raw gives the fields read as rawRequest gives encoding/json's: a pointer for each field
 // that was there.
 func (f *flatRequest) raw() rawRequest {
-	var r rawRequest
-	if f.has&hasType != 0 {
-		r.Type = &f.typ
+	return rawRequest{
+		Type: present(f, hasType, &f.typ),
+		Ref:  present(f, hasRef, &f.ref),
+		Room: present(f, hasRoom, &f.room),
+		User: present(f, hasUser, &f.user),
+		Text: present(f, hasText, &f.text),
+		On:   present(f, hasOn, &f.on),
 	}
-	if f.has&hasRef != 0 {
-		r.Ref = &f.ref
+}
+
+// present is v when f held the field marked field, else nil.
+func present[T any](f *flatRequest, field flatFields, v *T) *T {
+	if f.has&field == 0 {
+		return nil
 	}
-	if f.has&hasRoom != 0 {
-		r.Room = &f.room
-	}
-	if f.has&hasUser != 0 {
-		r.User = &f.user
-	}
-	if f.has&hasText != 0 {
-		r.Text = &f.text
-	}
-	if f.has&hasOn != 0 {
-		r.On = &f.on
-	}
-	return r
+	return v
 }
 
 // scanFlat reads a flat client object (see above) into f and reports whether it could; when
@@ -89,23 +85,13 @@ func scanFlat(frame []byte, f *flatRequest) bool {
 				return false
 			}
 			i = next
-			switch string(key) {
-			case "type":
+			if string(key) == "type" {
 				f.typ = requestType(value)
 				f.has |= hasType
-			case "ref":
-				f.ref = string(value)
-				f.has |= hasRef
-			case "room":
-				f.room = string(value)
-				f.has |= hasRoom
-			case "user":
-				f.user = string(value)
-				f.has |= hasUser
-			case "text":
-				f.text = string(value)
-				f.has |= hasText
-			default:
+			} else if dst, field := f.stringField(key); dst != nil {
+				*dst = string(value)
+				f.has |= field
+			} else {
 				return false
 			}
 		}
@@ -122,6 +108,22 @@ func scanFlat(frame []byte, f *flatRequest) bool {
 			return false
 		}
 	}
+}
+
+// stringField is where the value of key goes, and its mark in has; nil for a key that is
+// not one of the flat string fields but type.
+func (f *flatRequest) stringField(key []byte) (*string, flatFields) {
+	switch string(key) {
+	case "ref":
+		return &f.ref, hasRef
+	case "room":
+		return &f.room, hasRoom
+	case "user":
+		return &f.user, hasUser
+	case "text":
+		return &f.text, hasText
+	}
+	return nil, 0
 }
 
 // requestType is value as a string, the constant itself for the types there are, so that
