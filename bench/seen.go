@@ -46,9 +46,10 @@ const (
 )
 
 // newSeenMessages returns the seenMessages of rooms for a run of about messagesPerRoom a
-// room (0: unknown), or nil when a room has fewer than two users: nothing would be read twice.
+// room (0: unknown), or nil when a room has fewer than two users (nothing would be read
+// twice) or there are too many rooms to keep 16 lines each within maxSeenTotal.
 func newSeenMessages(rooms []string, usersPerRoom, messagesPerRoom int) *seenMessages {
-	if usersPerRoom < 2 {
+	if usersPerRoom < 2 || 16*len(rooms) > maxSeenTotal {
 		return nil
 	}
 	size := maxSeenSlots

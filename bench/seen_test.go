@@ -23,6 +23,9 @@ func TestSeenMessages(t *testing.T) {
 	if s := newSeenMessages(make([]string, 1000), 50, 0); s.size*1000 > maxSeenTotal {
 		t.Fatalf("%d slots a room for 1,000 rooms: past maxSeenTotal", s.size)
 	}
+	if newSeenMessages(make([]string, maxSeenTotal/16+1), 2, 10) != nil {
+		t.Fatal("a cache for more rooms than maxSeenTotal holds at 16 lines each")
+	}
 	s := newSeenMessages(rooms, 2, 10) // 16 slots
 	kept := seenLine(rooms[0], 5, "hello")
 	if s.lookup(0, kept) != nil {

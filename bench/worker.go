@@ -124,7 +124,7 @@ func newWorker(spec workerSpec, log *slog.Logger) *worker {
 		w.prefixes = append(w.prefixes, messagePrefix(name, text))
 	}
 	wl := spec.Workload
-	perRoom := wl.Users / max(wl.Rooms, 1)
+	perRoom := (wl.Users + max(wl.Rooms, 1) - 1) / max(wl.Rooms, 1) // the fullest room
 	if wl.Duration > 0 {
 		w.seen = newSeenMessages(w.rooms, perRoom, 0)
 	} else {

@@ -10,9 +10,9 @@ import "github.com/shardchat/shardchat/transport/wire"
 // consumer and closed by its own session, never waited for.
 //
 // Queueing and waking are apart so that a shard that fans out a burst of messages wakes each
-// member's writer once for the lot, not once a message: Send and SendBestEffort only queue,
-// and report whether the writer was idle; the caller then calls Flush on those, once it has
-// queued all it has for now.
+// member's writer once for the lot, not once a message: Send, SendBestEffort and SendLater
+// only queue, and report whether the writer needs waking; the caller then calls Flush on
+// those, once it has queued all it has for now (for SendLater, at its late flush).
 type Member interface {
 	// Send queues one encoded object for delivery and reports whether the member needs a
 	// Flush. obj is shared with other members and must not be modified. When the member's

@@ -527,7 +527,9 @@ func TestBurstFlushes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := start(t, Config{Batch: tc.batch})
+			// An hour: presence waiting for its late flush goes with the first message, however
+			// long this goroutine takes between the gate and the messages.
+			s := start(t, Config{Batch: tc.batch, PresenceDelay: time.Hour})
 			g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
 			other := &sink{}
 			if err := call(t, s.Join, Request{Member: other, Room: "r", User: "other"}); err != nil {

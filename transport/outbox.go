@@ -16,7 +16,7 @@ type outbox struct {
 	overflowed bool
 	closed     bool
 	dropped    int  // best-effort objects dropped, not yet counted in metrics
-	deferred   bool // the queue holds only objects sent later, and no wake-up was asked for
+	deferred   bool // the queue holds only objects sent later: only a late wake-up was asked for
 }
 
 // sendMode is how an object goes into an outbox.
@@ -38,7 +38,8 @@ func newOutbox(limit int) *outbox {
 
 // add queues obj without waking the writer, and reports whether the writer needs waking:
 // the outbox was empty, or held only objects sent later (or it overflowed, which the writer
-// must act on). For a sendLater object, wake means a late flush: the outbox was empty. add
+// must act on). For a sendLater object, wake asks for a late flush: the outbox was empty, or
+// it overflowed (the slow consumer then closes at the late flush, within PresenceDelay). add
 // never blocks.
 func (o *outbox) add(obj []byte, mode sendMode) (wake bool) {
 	o.mu.Lock()

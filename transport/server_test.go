@@ -384,17 +384,32 @@ func TestStuckWriteIsCut(t *testing.T) {
 	silent.send(wire.ClientRequest{Type: wire.TypeJoin, Room: "r", User: "silent"})
 	sender.nextOf(wire.TypePresence)
 	stuck := env.sessionOf(t, "silent")
+	// Small buffers on both ends of the silent client's socket: the server's send buffer would
+	// otherwise grow to tcp_wmem's maximum (4 MiB here, more elsewhere) before a write blocks.
+	if err := stuck.raw.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
 	text := strings.Repeat("x", wire.MaxText)
 	// Until a write to the silent client blocks, and no more: the sender reads every echo too,
 	// and one that falls behind for WriteTimeout (a slow reader under -race) would be cut.
-	for i := 0; ; i++ {
+	blocked := func() bool {
+		for range 20 {
+			since := stuck.writingSince.Load()
+			if since == 0 {
+				return false
+			}
+			if time.Since(time.Unix(0, since)) > 50*time.Millisecond {
+				return true
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return false
+	}
+	for i := 0; !blocked(); i++ {
 		if i == 4000 {
 			t.Fatal("4,000 messages and no write to the silent client blocked")
 		}
 		sender.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: text})
-		if since := stuck.writingSince.Load(); since != 0 && time.Since(time.Unix(0, since)) > 50*time.Millisecond {
-			break
-		}
 	}
 	for {
 		if ev := sender.next(); ev.Type == wire.TypePresence && ev.User == "silent" && ev.Event == wire.PresenceLeave {

@@ -30,7 +30,8 @@ var errPingTimeout = errors.New("client did not answer a ping within the ping ti
 // client's requests and calls the hub, and a writer that drains the outbox into frames. Its
 // protocol (native, or Socket.IO) decides what goes over the wire; the rest is shared.
 //
-// Send and SendBestEffort (the shard.Member side) are called by shard goroutines; closeWith
+// Send, SendBestEffort, SendLater and Flush (the shard.Member side) are called by shard
+// goroutines; closeWith
 // and cut by anyone (the watchdog cuts); alive by whichever goroutine reads a frame (the
 // reader, or the writer during the library's close handshake); the rest by the reader alone.
 type session struct {
