@@ -69,6 +69,9 @@ func New(cfg Config) (*Hub, error) {
 	for i := range cfg.Shards {
 		sc := cfg.Shard
 		sc.ID, sc.Logger, sc.Metrics, sc.Remote = i, cfg.Logger, metrics, remote
+		if sc.Inbox <= 0 {
+			sc.Inbox = shard.InboxFor(cfg.Shards)
+		}
 		h.shards = append(h.shards, shard.New(sc))
 	}
 

@@ -598,6 +598,17 @@ func TestFanoutAllocations(t *testing.T) {
 
 // TestBatchFor: a batch is at most a quarter of the members' queue, never more than the
 // default nor less than one; a queue of 0 (the transport's default) keeps the default.
+func TestInboxFor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ shards, want int }{
+		{0, 4096}, {1, 4096}, {2, 4096}, {4, 2048}, {8, 1024}, {64, 1024},
+	} {
+		if got := InboxFor(tc.shards); got != tc.want {
+			t.Errorf("InboxFor(%d) = %d, want %d", tc.shards, got, tc.want)
+		}
+	}
+}
+
 func TestBatchFor(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ queue, want int }{
