@@ -596,26 +596,23 @@ func TestFanoutAllocations(t *testing.T) {
 	}
 }
 
-// TestBatchFor: a batch is at most a quarter of the members' queue, never more than the
-// default nor less than one; a queue of 0 (the transport's default) keeps the default.
-func TestInboxFor(t *testing.T) {
+// TestSizesFor: a batch is at most a quarter of the members' queue, never more than the
+// default nor less than one, and a queue of 0 (the transport's default) keeps the default; an
+// inbox is 8,192 commands shared out among the shards, 1,024 to 4,096 each.
+func TestSizesFor(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ shards, want int }{
-		{0, 4096}, {1, 4096}, {2, 4096}, {4, 2048}, {8, 1024}, {64, 1024},
+	for _, tc := range []struct {
+		name    string
+		f       func(int) int
+		in, out int
+	}{
+		{"BatchFor", BatchFor, 0, 0}, {"BatchFor", BatchFor, 1, 1}, {"BatchFor", BatchFor, 16, 4},
+		{"BatchFor", BatchFor, 100, 25}, {"BatchFor", BatchFor, 1024, 256}, {"BatchFor", BatchFor, 4096, 256},
+		{"InboxFor", InboxFor, 0, 4096}, {"InboxFor", InboxFor, 1, 4096}, {"InboxFor", InboxFor, 2, 4096},
+		{"InboxFor", InboxFor, 4, 2048}, {"InboxFor", InboxFor, 8, 1024}, {"InboxFor", InboxFor, 64, 1024},
 	} {
-		if got := InboxFor(tc.shards); got != tc.want {
-			t.Errorf("InboxFor(%d) = %d, want %d", tc.shards, got, tc.want)
-		}
-	}
-}
-
-func TestBatchFor(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct{ queue, want int }{
-		{0, 0}, {1, 1}, {16, 4}, {100, 25}, {1024, 256}, {4096, 256},
-	} {
-		if got := BatchFor(tc.queue); got != tc.want {
-			t.Errorf("BatchFor(%d) = %d, want %d", tc.queue, got, tc.want)
+		if got := tc.f(tc.in); got != tc.out {
+			t.Errorf("%s(%d) = %d, want %d", tc.name, tc.in, got, tc.out)
 		}
 	}
 }
