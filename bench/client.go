@@ -286,8 +286,9 @@ func (c *client) handleLine(st *frameState, line []byte) {
 		m := seenMessage{seq: o.seq}
 		m.user, m.sent, m.refOK = parseRef(o.ref)
 		if c.w.seen != nil {
-			m.line = bytes.Clone(line)
-			c.w.seen.store(c.room, &m)
+			kept := m // only what is kept goes to the heap
+			kept.line = bytes.Clone(line)
+			c.w.seen.store(c.room, &kept)
 		}
 		c.handleMessage(st, &m)
 	case wire.TypeError:

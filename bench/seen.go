@@ -3,8 +3,9 @@ package bench
 import (
 	"bytes"
 	"math/bits"
-	"strconv"
 	"sync/atomic"
+
+	"github.com/shardchat/shardchat/transport/wire"
 )
 
 // The server encodes a message once and sends every member of its room the same bytes, so
@@ -24,56 +25,39 @@ type seenMessage struct {
 	refOK bool  // the ref is one the bench wrote
 }
 
-// seenRoom is a room's recent messages, by seq modulo its size, and the start of its message
-// lines up to the seq's digits.
+// seenRoom is a room's recent messages, by seq modulo their number, and the start of its
+// message lines up to the seq's digits.
 type seenRoom struct {
 	head  []byte
 	slots []atomic.Pointer[seenMessage]
 }
 
-// seenMessages is every room's seenRoom, made on first use. Safe for concurrent use.
+// seenMessages is every room's seenRoom. Safe for concurrent use.
 type seenMessages struct {
-	rooms []atomic.Pointer[seenRoom]
-	names []string
-	size  int // slots per room: a power of two
+	rooms []seenRoom
 }
 
-// maxSeenSlots bounds the slots of a room, and maxSeenTotal those of all rooms: each keeps a
-// line (a few hundred bytes) once its room's messages come.
+// maxSeenSlots bounds the slots of a room, and maxSeenTotal those of all rooms (8 bytes each;
+// a slot keeps a line, a few hundred bytes, only once a message fills it).
 const (
 	maxSeenSlots = 4096
+	minSeenSlots = 16
 	maxSeenTotal = 1 << 18
 )
 
-// newSeenMessages returns the seenMessages of rooms for a run of about messagesPerRoom a
-// room (0: unknown), or nil when a room has fewer than two users (nothing would be read
-// twice) or there are too many rooms to keep 16 lines each within maxSeenTotal.
-func newSeenMessages(rooms []string, usersPerRoom, messagesPerRoom int) *seenMessages {
-	if usersPerRoom < 2 || 16*len(rooms) > maxSeenTotal {
+// newSeenMessages returns the seenMessages of rooms, or nil when a room has fewer than two
+// users (nothing would be read twice) or there are too many rooms to keep minSeenSlots lines
+// each within maxSeenTotal.
+func newSeenMessages(rooms []string, usersPerRoom int) *seenMessages {
+	if usersPerRoom < 2 || minSeenSlots*len(rooms) > maxSeenTotal {
 		return nil
 	}
-	size := maxSeenSlots
-	if messagesPerRoom > 0 {
-		size = min(size, 1<<bits.Len(uint(max(messagesPerRoom, 16)-1)))
+	size := min(maxSeenSlots, 1<<(bits.Len(uint(maxSeenTotal/len(rooms)))-1)) // a power of two
+	s := &seenMessages{rooms: make([]seenRoom, len(rooms))}
+	for i, name := range rooms {
+		s.rooms[i] = seenRoom{head: wire.AppendMessageHead(nil, name), slots: make([]atomic.Pointer[seenMessage], size)}
 	}
-	for size > 16 && size*len(rooms) > maxSeenTotal {
-		size /= 2
-	}
-	return &seenMessages{rooms: make([]atomic.Pointer[seenRoom], len(rooms)), names: rooms, size: size}
-}
-
-func (s *seenMessages) room(i int) *seenRoom {
-	if r := s.rooms[i].Load(); r != nil {
-		return r
-	}
-	r := &seenRoom{
-		head:  []byte(serverMessageStart + strconv.Quote(s.names[i]) + `,"seq":`),
-		slots: make([]atomic.Pointer[seenMessage], s.size),
-	}
-	if s.rooms[i].CompareAndSwap(nil, r) {
-		return r
-	}
-	return s.rooms[i].Load()
+	return s
 }
 
 // lookup answers the kept message of room that line is a copy of, or nil (always, for a nil
@@ -82,18 +66,18 @@ func (s *seenMessages) lookup(room int, line []byte) *seenMessage {
 	if s == nil {
 		return nil
 	}
-	r := s.room(room)
+	r := &s.rooms[room]
 	if !bytes.HasPrefix(line, r.head) {
 		return nil
 	}
-	rest := line[len(r.head):]
+	// Only the slot is wanted here, not a checked number (scanner.uint, a third slower): a
+	// line is taken only when it equals, byte for byte, one that was read in full.
 	var seq uint64
-	n := 0
-	for n < len(rest) && n < 19 && '0' <= rest[n] && rest[n] <= '9' {
-		seq = seq*10 + uint64(rest[n]-'0')
-		n++
+	n := len(r.head)
+	for ; n < len(line) && n-len(r.head) < 19 && '0' <= line[n] && line[n] <= '9'; n++ {
+		seq = seq*10 + uint64(line[n]-'0')
 	}
-	if n == 0 || n == len(rest) || rest[n] != ',' {
+	if n == len(r.head) || n == len(line) || line[n] != ',' {
 		return nil
 	}
 	m := r.slots[seq%uint64(len(r.slots))].Load()
@@ -108,6 +92,6 @@ func (s *seenMessages) store(room int, m *seenMessage) {
 	if s == nil {
 		return
 	}
-	r := s.room(room)
+	r := &s.rooms[room]
 	r.slots[m.seq%uint64(len(r.slots))].Store(m)
 }

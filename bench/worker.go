@@ -125,11 +125,7 @@ func newWorker(spec workerSpec, log *slog.Logger) *worker {
 	}
 	wl := spec.Workload
 	perRoom := (wl.Users + max(wl.Rooms, 1) - 1) / max(wl.Rooms, 1) // the fullest room
-	if wl.Duration > 0 {
-		w.seen = newSeenMessages(w.rooms, perRoom, 0)
-	} else {
-		w.seen = newSeenMessages(w.rooms, perRoom, perRoom*wl.Messages)
-	}
+	w.seen = newSeenMessages(w.rooms, perRoom)
 	hcs := httpClients(spec.SourceIPs, nil)
 	var slow []*http.Client
 	if spec.slow.users > 0 {
