@@ -31,9 +31,10 @@ var errPingTimeout = errors.New("client did not answer a ping within the ping ti
 // protocol (native, or Socket.IO) decides what goes over the wire; the rest is shared.
 //
 // Send, SendBestEffort, SendLater and Flush (the shard.Member side) are called by shard
-// goroutines; closeWith
-// and cut by anyone (the watchdog cuts); alive by whichever goroutine reads a frame (the
-// reader, or the writer during the library's close handshake); the rest by the reader alone.
+// goroutines; closeWith and cut by anyone (the watchdog cuts), and unpark with them (park.go);
+// alive by whichever goroutine reads a frame (the reader, or the writer during the library's
+// close handshake); resume by the poller's goroutine, which starts a new reader; the rest by
+// the reader of the moment alone (one at a time: a parked session has none).
 type session struct {
 	// Static after construction.
 	id   uint64
@@ -155,13 +156,9 @@ func (s *session) SendBestEffort(obj []byte) bool { return s.proto.deliver(s, ob
 // SendLater queues obj to be written at the shard's late flush; see shard.Member.
 func (s *session) SendLater(obj []byte) bool { return s.proto.deliver(s, obj, sendLater) }
 
-// Flush wakes the writer when something is queued; see shard.Member. A shard's late flush
-// may find the queue written already: the writer then stays asleep, or retired.
-func (s *session) Flush() {
-	if s.out.pending() {
-		s.wakeWriter()
-	}
-}
+// Flush wakes the writer; see shard.Member. A shard's late flush may find the queue written
+// already: then no writer is started for nothing.
+func (s *session) Flush() { s.wake(true) }
 
 // add puts one frame (or object, for protocols that join them) in the outbox without waking
 // the writer, and reports whether it needs waking; see shard.Member.

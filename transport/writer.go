@@ -27,10 +27,15 @@ const maxKeptBatch = 256
 // wakeWriter makes sure a writer goroutine runs to write what is queued: it starts one when
 // none runs, and otherwise wakes the one that waits. Any goroutine may call it; it never
 // blocks.
-func (s *session) wakeWriter() {
+func (s *session) wakeWriter() { s.wake(false) }
+
+// wake is wakeWriter; onlyForWork starts no writer for an outbox with nothing to write (a
+// waiting writer is signalled anyway: a signal costs less than the look).
+func (s *session) wake(onlyForWork bool) {
 	s.writerMu.Lock()
 	switch {
 	case s.writersDone:
+	case !s.writerOn && onlyForWork && !s.out.pending():
 	case !s.writerOn:
 		s.writerOn = true
 		s.writers.Add(1)
