@@ -192,7 +192,7 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 			args: scriptArgs{
 				history: strconv.Itoa(cfg.History),
 				ttl:     strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
-				publish: publishCommand(client.Mode() == rueidis.ClientModeCluster),
+				publish: publishVerb(client.Mode() == rueidis.ClientModeCluster),
 			},
 			local:     local,
 			log:       cfg.Logger.With("node", cfg.Node),
@@ -507,9 +507,9 @@ func (b *RedisBridge) announce(op, room, payload string) {
 	}
 }
 
-// publishCommand is the command that publishes on a room's channel: sharded pub/sub on a
+// publishVerb is the command that publishes on a room's channel: sharded pub/sub on a
 // Redis Cluster, where a channel lives in its room's slot.
-func publishCommand(cluster bool) string {
+func publishVerb(cluster bool) string {
 	if cluster {
 		return "SPUBLISH"
 	}

@@ -81,7 +81,7 @@ func BenchmarkRedisOrder(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 				var batches dto.Metric
-				if err := h.bridge.metrics.publishBatch.Write(&batches); err != nil {
+				if err := h.bridge.metrics.publishBatchSize.Write(&batches); err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(batches.GetHistogram().GetSampleSum()/float64(batches.GetHistogram().GetSampleCount()), "msgs/script")

@@ -460,7 +460,7 @@ func TestRedisRefusedBatchIsNotSent(t *testing.T) {
 		}
 	}
 	var m dto.Metric
-	if err := a.bridge.metrics.publishBatch.Write(&m); err != nil {
+	if err := a.bridge.metrics.publishBatchSize.Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	if m.GetHistogram().GetSampleSum() <= float64(m.GetHistogram().GetSampleCount()) {

@@ -220,7 +220,7 @@ func TestRedisOrderAcrossHosts(t *testing.T) {
 	scripts, msgs := 0, 0
 	for _, h := range hubs {
 		var m dto.Metric
-		if err := h.bridge.metrics.publishBatch.Write(&m); err != nil {
+		if err := h.bridge.metrics.publishBatchSize.Write(&m); err != nil {
 			t.Fatal(err)
 		}
 		scripts += int(m.GetHistogram().GetSampleCount())

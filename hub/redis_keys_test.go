@@ -43,17 +43,22 @@ func TestParsePayload(t *testing.T) {
 	}
 }
 
-// TestBatchObjectsStayApart: the objects of a batch share one copy of the payload, so an
-// append to one must not write over the next.
+// TestBatchObjectsStayApart: the objects of a batch share one copy of the payload, so each
+// must end its capacity where it ends: an append to one must not write over the next.
 func TestBatchObjectsStayApart(t *testing.T) {
 	t.Parallel()
-	evs, err := parsePayload("B e1 2\n1 a\n{}\n2 b\n[]", nil)
-	if err != nil {
-		t.Fatal(err)
+	evs, err := parsePayload("B e1 3\n1 a\n{}\n2 b\n[]\n3 c\n{\"x\":1}", nil)
+	if err != nil || len(evs) != 3 {
+		t.Fatal(evs, err)
 	}
-	_ = append(evs[0].Obj, 'x', 'x', 'x', 'x')
-	if string(evs[1].Obj) != "[]" {
-		t.Fatalf("the second object became %q", evs[1].Obj)
+	for i, ev := range evs {
+		if cap(ev.Obj) != len(ev.Obj) {
+			t.Errorf("object %d %q has room for %d more bytes, over what follows it", i, ev.Obj, cap(ev.Obj)-len(ev.Obj))
+		}
+	}
+	_ = append(evs[0].Obj, strings.Repeat("x", 32)...)
+	if string(evs[1].Obj) != "[]" || string(evs[2].Obj) != `{"x":1}` {
+		t.Fatalf("the objects after an append to the first: %q, %q", evs[1].Obj, evs[2].Obj)
 	}
 }
 

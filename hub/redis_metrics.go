@@ -4,16 +4,16 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // redisMetrics are the collectors of the Redis bridge.
 type redisMetrics struct {
-	up             prometheus.Gauge
-	errors         *prometheus.CounterVec
-	publishSeconds prometheus.Histogram
-	publishBatch   prometheus.Histogram
-	subscriptions  prometheus.Gauge
-	resubscribes   prometheus.Counter
-	syncs          prometheus.Counter
-	handoffDropped prometheus.Counter
-	pruned         prometheus.Counter
-	probeLost      prometheus.Counter
+	up               prometheus.Gauge
+	errors           *prometheus.CounterVec
+	publishSeconds   prometheus.Histogram
+	publishBatchSize prometheus.Histogram
+	subscriptions    prometheus.Gauge
+	resubscribes     prometheus.Counter
+	syncs            prometheus.Counter
+	handoffDropped   prometheus.Counter
+	pruned           prometheus.Counter
+	probeLost        prometheus.Counter
 }
 
 // redisOps are the values of the op label of shardchat_bridge_errors_total. The _late ones
@@ -38,7 +38,7 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 			Help:    "Round trip of ordering one message in Redis, with its wait for the room's publish before it.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs to 1.6s
 		}),
-		publishBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+		publishBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shardchat_bridge_publish_batch_messages",
 			Help:    "Messages of a room ordered by one publish script: those that waited while the room's previous script ran.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 8), // 1 to 128, maxPublishBatch
@@ -71,6 +71,6 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 	for _, op := range redisOps() {
 		m.errors.WithLabelValues(op)
 	}
-	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.publishBatch, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.pruned, m.probeLost)
+	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.publishBatchSize, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.pruned, m.probeLost)
 	return m
 }

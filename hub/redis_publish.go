@@ -191,7 +191,7 @@ func (b *RedisBridge) publishBatch(ctx context.Context, room string, batch []*ou
 			err = fmt.Errorf("publish script answered %d outcomes for %d messages", len(seqs), len(batch))
 		}
 	}
-	b.metrics.publishBatch.Observe(float64(len(batch)))
+	b.metrics.publishBatchSize.Observe(float64(len(batch)))
 	if next := b.lanes.next(room); next != nil {
 		next[0].turn <- publishTurn{lead: next}
 	}

@@ -9,7 +9,7 @@ import "github.com/redis/rueidis"
 // (seconds.microseconds): new whenever the room's keys are, and no work for the hosts.
 //
 // The scripts that publish take the command as an argument: PUBLISH, or SPUBLISH on a Redis
-// Cluster (publishCommand).
+// Cluster (publishVerb).
 
 // redisNow starts the scripts that read Redis' clock: it defines the locals t (TIME's
 // answer) and now (the same in ms), which the scripts after it use.
