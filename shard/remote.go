@@ -137,15 +137,17 @@ func (s *Shard) resync(r *room) {
 	s.requestSync(r, after)
 }
 
-// resubscribed reads what room r may have missed while its subscription was lost. r may be
-// nil (the room is gone).
-func (s *Shard) resubscribed(r *room) {
+// resyncAsked reads what room r may have missed, as TryResync asked: its subscription was
+// lost and is back, or an event for it could not be handed over. r may be nil (the room is
+// gone).
+func (s *Shard) resyncAsked(r *room) {
 	switch {
 	case r == nil || !r.synced && len(r.parked) == 0:
 		return // nothing synced, nor waiting for a sync
 	case !r.syncDue.IsZero():
-		// A sync is in flight or due: it may read the store from before the subscription
-		// came back, and miss what was published meanwhile: ask again when it answers.
+		// A sync is in flight or due: it may read the store from before what was missed
+		// (before the subscription came back, or the event was dropped): ask again when it
+		// answers.
 		r.syncAgain = true
 	default:
 		s.resync(r)

@@ -435,7 +435,7 @@ func (s *Shard) handle(cmd command) {
 	case opSynced:
 		s.synced(cmd.Room, cmd.state)
 	case opResync:
-		s.resubscribed(s.rooms[cmd.Room])
+		s.resyncAsked(s.rooms[cmd.Room])
 	}
 	if err != nil {
 		reply(cmd.Reply, err)

@@ -340,37 +340,6 @@ func TestPresenceWaits(t *testing.T) {
 	})
 }
 
-// TestPresenceWaitsNotAcrossShards: a member's presence waiting on one shard does not hold a
-// message that another shard sends it: the member's queue wakes it for both.
-func TestPresenceWaitsNotAcrossShards(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		const delay = time.Hour
-		s1, s2 := start(t, Config{PresenceDelay: delay}), start(t, Config{PresenceDelay: delay})
-		a, c := &sink{}, &sink{}
-		call(t, s1.Join, Request{Member: a, Room: "r1", User: "a"})
-		call(t, s2.Join, Request{Member: a, Room: "r2", User: "a"})
-		call(t, s2.Join, Request{Member: c, Room: "r2", User: "c"})
-		synctest.Wait()
-		a.events(t)
-		a.mu.Lock()
-		before := a.flushes
-		a.mu.Unlock()
-		call(t, s1.Join, Request{Member: &sink{}, Room: "r1", User: "b"}) // presence for a, on s1
-		call(t, s2.Publish, Request{Member: c, Room: "r2", Text: "hi"})   // a message for a, on s2
-		synctest.Wait()
-		a.mu.Lock()
-		woken := a.flushes - before
-		a.mu.Unlock()
-		if woken != 1 {
-			t.Fatalf("woken %d times, want 1: the message waited for the other shard's presence", woken)
-		}
-		if got := a.types(t); len(got) != 2 || got[0] != wire.TypePresence || got[1] != wire.TypeMessage {
-			t.Fatalf("a got %v, want presence then message", got)
-		}
-	})
-}
-
 func TestIdleRoomsAreForgotten(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

@@ -66,11 +66,7 @@ func TestFramesReachRealClients(t *testing.T) {
 	}
 	// Two objects queued together arrive in one frame, joined by a newline. Queued once the
 	// writer has retired: a running one could take "a" before "b" is in.
-	waitFor(t, func() bool {
-		sess.writerMu.Lock()
-		defer sess.writerMu.Unlock()
-		return !sess.writerOn
-	})
+	waitWriterRetired(t, sess)
 	sess.Send([]byte("a"))
 	if sess.Send([]byte("b")) {
 		t.Fatal("a second object into a waiting outbox asked for a wake")

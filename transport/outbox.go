@@ -16,7 +16,7 @@ type outbox struct {
 	overflowed bool
 	closed     bool
 	dropped    int  // best-effort objects dropped, not yet counted in metrics
-	deferred   bool // the queue holds only objects sent later: only a late wake-up was asked for
+	deferred   bool // the queue holds only objects sent later: only a late wake-up was asked for (meaningless when empty: the next add sets it)
 }
 
 // sendMode is how an object goes into an outbox.
@@ -80,7 +80,6 @@ func (o *outbox) take(dst [][]byte) ([][]byte, bool, int) {
 	o.items = dst[:0]
 	overflowed, dropped := o.overflowed, o.dropped
 	o.dropped = 0
-	o.deferred = false
 	o.mu.Unlock()
 	return items, overflowed, dropped
 }

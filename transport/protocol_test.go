@@ -684,6 +684,7 @@ func TestAnswerGoesBehindPresence(t *testing.T) {
 	env := setupTest(t, Config{}, shard.Config{PresenceDelay: time.Hour})
 	alice, bob := env.dial(), env.dial()
 	alice.join("r", "alice")
+	waitWriterRetired(t, env.sessionOf(t, "alice"))
 	bob.join("r", "bob")
 	alice.send(wire.ClientRequest{Type: wire.TypePing, Ref: "p"})
 	if p := alice.next(); p.Type != wire.TypePresence || p.User != "bob" {
@@ -691,5 +692,32 @@ func TestAnswerGoesBehindPresence(t *testing.T) {
 	}
 	if p := alice.next(); p.Type != wire.TypePong || p.Ref != "p" {
 		t.Fatalf("then %+v, want the pong", p)
+	}
+}
+
+// TestMessageGoesBehindPresenceOfAnotherShard: a member's presence waiting for one shard's
+// late flush does not hold a message that another shard sends it: its outbox wakes the
+// writer for both, the presence first. With a PresenceDelay of an hour, nothing else would.
+func TestMessageGoesBehindPresenceOfAnotherShard(t *testing.T) {
+	t.Parallel()
+	env := setupTest(t, Config{}, shard.Config{PresenceDelay: time.Hour})
+	r1, r2 := "r0", ""
+	for i := 1; r2 == ""; i++ {
+		if room := fmt.Sprint("r", i); env.hub.Shard(room) != env.hub.Shard(r1) {
+			r2 = room
+		}
+	}
+	alice, bob, carol := env.dial(), env.dial(), env.dial()
+	carol.join(r2, "carol")
+	alice.join(r1, "alice")
+	alice.join(r2, "alice")
+	waitWriterRetired(t, env.sessionOf(t, "alice"))
+	bob.join(r1, "bob") // presence for alice, on r1's shard: waits
+	carol.send(wire.ClientRequest{Type: wire.TypeMessage, Room: r2, Text: "hi"})
+	if p := alice.next(); p.Type != wire.TypePresence || p.User != "bob" {
+		t.Fatalf("first: %+v, want bob's presence", p)
+	}
+	if m := alice.next(); m.Type != wire.TypeMessage || m.Text != "hi" {
+		t.Fatalf("then %+v, want carol's message", m)
 	}
 }

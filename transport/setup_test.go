@@ -305,3 +305,14 @@ func (e *testEnv) sessionOf(t testing.TB, user string) *session {
 		return s.user == user
 	})
 }
+
+// waitWriterRetired waits until sess has no writer: what is queued then goes out only if
+// something wakes one (a lingering writer would take it on its own, and hide a missing wake).
+func waitWriterRetired(t testing.TB, sess *session) {
+	t.Helper()
+	waitFor(t, func() bool {
+		sess.writerMu.Lock()
+		defer sess.writerMu.Unlock()
+		return !sess.writerOn
+	})
+}
