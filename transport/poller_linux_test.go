@@ -88,7 +88,8 @@ func TestParkedSessionsEnd(t *testing.T) {
 }
 
 // TestSocketIOSessionParks: a Socket.IO client that answers the server's Engine.IO pings and
-// sends nothing else parks too, and is served when it speaks again.
+// sends nothing else parks too, is served when it speaks again, and parks again on the
+// pongs after that.
 //
 // Not parallel: it looks at every session reader's stack.
 func TestSocketIOSessionParks(t *testing.T) {
@@ -103,6 +104,10 @@ func TestSocketIOSessionParks(t *testing.T) {
 	if !j.OK {
 		t.Fatalf("join ack after parking: %+v", j)
 	}
+	// The join came soon after the connect, so the reader stays; the Engine.IO pongs that
+	// follow (a ping every 50 ms) park it again.
+	waitFor(t, func() bool { return !sess.parked.Load() || readerStacks(t) != "" })
+	waitFor(t, func() bool { return sess.parked.Load() && readerStacks(t) == "" })
 }
 
 // parkedSessions counts the sessions whose reader is parked.
