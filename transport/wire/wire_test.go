@@ -8,7 +8,9 @@ import (
 	"go/parser"
 	"go/token"
 	"math"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -358,46 +360,64 @@ func TestAppendMessageAllocations(t *testing.T) {
 }
 
 // TestCodeListsAreComplete holds the hand-kept lists Codes and CloseCodes (the metrics make a
-// series for each) to the constants wire.go declares: a new code left out of its list fails.
+// series for each) to the constants the package declares, by name, in any of its files: a new
+// code left out of its list, or listed twice, fails.
 func TestCodeListsAreComplete(t *testing.T) {
 	t.Parallel()
-	file, err := parser.ParseFile(token.NewFileSet(), "wire.go", nil, 0)
+	names, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	declared := map[string][]string{}
-	for _, decl := range file.Decls {
-		gen, ok := decl.(*ast.GenDecl)
-		if !ok || gen.Tok != token.CONST {
+	declared := map[string][]string{} // type name: its constants
+	listed := map[string][]string{}   // function name: the names in its list
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
 			continue
 		}
-		for _, spec := range gen.Specs {
-			vs := spec.(*ast.ValueSpec)
-			if typ, ok := vs.Type.(*ast.Ident); ok {
-				for _, name := range vs.Names {
-					declared[typ.Name] = append(declared[typ.Name], name.Name)
+		file, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, decl := range file.Decls {
+			switch d := decl.(type) {
+			case *ast.GenDecl:
+				if d.Tok != token.CONST {
+					continue
 				}
+				for _, spec := range d.Specs {
+					vs := spec.(*ast.ValueSpec)
+					if typ, ok := vs.Type.(*ast.Ident); ok {
+						for _, name := range vs.Names {
+							declared[typ.Name] = append(declared[typ.Name], name.Name)
+						}
+					}
+				}
+			case *ast.FuncDecl:
+				if d.Name.Name != "Codes" && d.Name.Name != "CloseCodes" {
+					continue
+				}
+				ast.Inspect(d.Body, func(n ast.Node) bool {
+					if lit, ok := n.(*ast.CompositeLit); ok {
+						for _, elt := range lit.Elts {
+							name := fmt.Sprintf("%T", elt) // not a constant's name: fails below
+							if id, ok := elt.(*ast.Ident); ok {
+								name = id.Name
+							}
+							listed[d.Name.Name] = append(listed[d.Name.Name], name)
+						}
+					}
+					return true
+				})
 			}
 		}
 	}
-	var codes, closeCodes []string
-	for _, c := range Codes() {
-		codes = append(codes, string(c))
-	}
-	for _, c := range CloseCodes() {
-		closeCodes = append(closeCodes, fmt.Sprint(int(c)))
-	}
-	if got, want := len(codes), len(declared["Code"]); got != want || want == 0 {
-		t.Errorf("Codes() has %d codes, wire.go declares %d: %v", got, want, declared["Code"])
-	}
-	if got, want := len(closeCodes), len(declared["CloseCode"]); got != want || want == 0 {
-		t.Errorf("CloseCodes() has %d codes, wire.go declares %d: %v", got, want, declared["CloseCode"])
-	}
-	seen := map[string]bool{}
-	for _, c := range append(codes, closeCodes...) {
-		if seen[c] {
-			t.Errorf("%s is listed twice", c)
+	for fn, typ := range map[string]string{"Codes": "Code", "CloseCodes": "CloseCode"} {
+		got, want := slices.Sorted(slices.Values(listed[fn])), slices.Sorted(slices.Values(declared[typ]))
+		if len(want) == 0 || !slices.Equal(got, want) {
+			t.Errorf("%s() lists %v; the package declares the %s constants %v", fn, got, typ, want)
 		}
-		seen[c] = true
+	}
+	if len(Codes()) != len(listed["Codes"]) || len(CloseCodes()) != len(listed["CloseCodes"]) {
+		t.Errorf("Codes and CloseCodes answer %d and %d codes; their lists hold %d and %d", len(Codes()), len(CloseCodes()), len(listed["Codes"]), len(listed["CloseCodes"]))
 	}
 }
