@@ -22,10 +22,11 @@ func always(f func(*Report) float64) func(*Report) (float64, bool) {
 
 func fromServer(f func(*ServerFigures) float64) func(*Report) (float64, bool) {
 	return func(r *Report) (float64, bool) {
-		if r.Server == nil || r.Server.Processes == 0 { // no /metrics read: no figures
+		s := r.serverRead()
+		if s == nil { // no /metrics read: no figures
 			return 0, false
 		}
-		return f(r.Server), true
+		return f(s), true
 	}
 }
 

@@ -39,9 +39,19 @@ type Report struct {
 	ErrorCodes map[string]int64 `json:"error_codes"`
 	CloseCodes map[string]int64 `json:"close_codes"`
 
-	// Server holds the figures read from the targets' /metrics; nil when none could be read.
+	// Server holds the figures read from the targets' /metrics (see serverRead); nil when
+	// there was no target to read, and with Processes 0 when every target was unreadable
+	// (listed in Unreadable).
 	Server *ServerFigures `json:"server"`
 	Bench  BenchFigures   `json:"bench"`
+}
+
+// serverRead is r.Server when figures were read from at least one target, else nil.
+func (r *Report) serverRead() *ServerFigures {
+	if r.Server == nil || r.Server.Processes == 0 {
+		return nil
+	}
+	return r.Server
 }
 
 // ConnectionFigures are the connections made, and the time from the upgrade request until
@@ -250,7 +260,7 @@ func (r *Report) WriteTable(out io.Writer) error {
 
 	add("average connection time", "%s", fmtMs(c.MeanMs))
 	add("messages per second", "%s", fmtRate(m.PerSecond))
-	if s := r.Server; s != nil && s.Processes > 0 {
+	if s := r.serverRead(); s != nil {
 		add("memory per worker", "%s server RSS per process (%d process%s)%s", fmtBytes(s.MemoryPerWorker), s.Processes, plural(s.Processes, "es"), r.sharedNote())
 		add("CPU", "server %.2f s (%.0f%% of a core)%s; bench %.2f s (%.0f%% of a core, %d cores here)",
 			s.CPUSeconds, s.CPUPercent, r.sharedNote(), r.Bench.CPUSeconds, r.Bench.CPUPercent, r.Bench.Cores)
@@ -270,7 +280,7 @@ func (r *Report) WriteTable(out io.Writer) error {
 	}
 	add("end-to-end latency p50 / p90 / p99", "%s / %s / %s", fmtMs(l.P50), fmtMs(l.P90), fmtMs(l.P99))
 	add("end-to-end latency p99.9 / max", "%s / %s", fmtMs(l.P999), fmtMs(l.Max))
-	if s := r.Server; s != nil && s.Processes > 0 {
+	if s := r.serverRead(); s != nil {
 		add("server RSS before / connected / loaded / after", "%s / %s / %s / %s", fmtBytes(s.RSSBefore), fmtBytes(s.RSSConnected), fmtBytes(s.RSSLoaded), fmtBytes(s.RSSAfter))
 		rss := fmtBytes(s.MemoryPerConnection) + " of RSS"
 		if s.MemoryPerConnection == 0 {
