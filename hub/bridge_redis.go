@@ -133,7 +133,7 @@ type RedisBridge struct {
 	reclaimWanted atomic.Bool    // this host's time in Redis ran out: claim its names again
 	choresDue     chan struct{}  // the heartbeat wakes choresLoop
 
-	lanes publishLanes // safe for concurrent use: guarded by its own mu
+	lanes [laneStripes]publishLanes // by lanesOf; each safe for concurrent use, guarded by its own mu
 
 	// Guarded by mu.
 	mu      sync.Mutex

@@ -426,7 +426,7 @@ func TestRedisRefusedBatchIsNotSent(t *testing.T) {
 		send(i)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for a.bridge.lanes.running("r") < maxPublishScripts {
+	for a.bridge.lanesOf("r").running("r") < maxPublishScripts {
 		if time.Now().After(deadline) {
 			t.Fatal("the first senders' scripts did not start")
 		}
@@ -466,7 +466,7 @@ func TestRedisRefusedBatchIsNotSent(t *testing.T) {
 	if m.GetHistogram().GetSampleSum() <= float64(m.GetHistogram().GetSampleCount()) {
 		t.Errorf("no script carried more than one message: the lane never queued")
 	}
-	if n := a.bridge.lanes.running("r"); n != 0 {
+	if n := a.bridge.lanesOf("r").running("r"); n != 0 {
 		t.Errorf("the lane still counts %d scripts under way", n)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
 )
@@ -58,29 +60,42 @@ type publishLanes struct {
 	rooms map[string]publishLane // present while a script for the room is under way
 }
 
+// laneStripes is how many publishLanes a bridge spreads its rooms over, so that the senders
+// of rooms on different stripes take no lock in common.
+const laneStripes = 64
+
+// lanesOf is the publishLanes of room.
+func (b *RedisBridge) lanesOf(room string) *publishLanes {
+	return &b.lanes[xxhash.Sum64String(room)%laneStripes]
+}
+
 // publishLane is a room's scripts under way and the messages waiting for the next.
 type publishLane struct {
 	running int
 	waiting []*outgoing
 }
 
-// enter answers true when o's sender may run its script now, alone: fewer than
-// maxPublishScripts for room are under way. Else it queues o behind them.
-func (l *publishLanes) enter(room string, o *outgoing) bool {
+// enter answers nil when o's sender may run its script now, alone: fewer than
+// maxPublishScripts for room are under way. Else it queues a copy of o behind them, which
+// it answers: only a message that waits is on the heap.
+func (l *publishLanes) enter(room string, o outgoing) *outgoing {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.rooms == nil {
 		l.rooms = make(map[string]publishLane)
 	}
 	lane := l.rooms[room]
+	var queued *outgoing
 	if lane.running == maxPublishScripts {
-		o.turn = make(chan publishTurn, 1)
-		lane.waiting = append(lane.waiting, o)
+		queued = new(outgoing)
+		*queued = o
+		queued.turn = make(chan publishTurn, 1)
+		lane.waiting = append(lane.waiting, queued)
 	} else {
 		lane.running++
 	}
 	l.rooms[room] = lane
-	return o.turn == nil
+	return queued
 }
 
 // next follows a script for room that ended: it takes the room's next batch from its lane
@@ -133,16 +148,18 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 	parts := string(wire.AppendMessageTail(buf, &msg))
 	cctx, cancel := b.callCtx(ctx)
 	defer cancel()
-	o := &outgoing{head: parts[:split], tail: parts[split:], user: req.User, deadline: b.redisDeadline(cctx)}
+	o := outgoing{head: parts[:split], tail: parts[split:], user: req.User, deadline: b.redisDeadline(cctx)}
 	start := time.Now()
 	var turn publishTurn
-	if b.lanes.enter(req.Room, o) {
-		turn = b.publishBatch(cctx, req.Room, []*outgoing{o})
+	lanes := b.lanesOf(req.Room)
+	if waiting := lanes.enter(req.Room, o); waiting == nil {
+		turn = b.publishBatch(cctx, req.Room, []*outgoing{&o})
 	} else {
+		o := waiting
 		select {
 		case turn = <-o.turn:
 		case <-cctx.Done():
-			queued, leads := b.lanes.withdraw(req.Room, o)
+			queued, leads := lanes.withdraw(req.Room, o)
 			switch {
 			case queued:
 				turn.err = cctx.Err()
@@ -192,7 +209,7 @@ func (b *RedisBridge) publishBatch(ctx context.Context, room string, batch []*ou
 		}
 	}
 	b.metrics.publishBatchSize.Observe(float64(len(batch)))
-	if next := b.lanes.next(room); next != nil {
+	if next := b.lanesOf(room).next(room); next != nil {
 		next[0].turn <- publishTurn{lead: next}
 	}
 	outcome := func(i int) publishTurn {

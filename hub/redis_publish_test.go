@@ -26,22 +26,23 @@ func (l *publishLanes) running(room string) int {
 func TestPublishLanes(t *testing.T) {
 	t.Parallel()
 	var l publishLanes
-	msgs := make([]*outgoing, maxPublishScripts+maxPublishBatch+3)
-	for i := range msgs {
-		msgs[i] = &outgoing{user: strconv.Itoa(i)}
-	}
-	for i, o := range msgs {
-		if now := l.enter("r", o); now != (i < maxPublishScripts) {
-			t.Fatalf("message %d may go now: %v", i, now)
+	var msgs []*outgoing // those that wait
+	for i := range maxPublishScripts + maxPublishBatch + 3 {
+		queued := l.enter("r", outgoing{user: strconv.Itoa(i)})
+		if (queued == nil) != (i < maxPublishScripts) {
+			t.Fatalf("message %d may go now: %v", i, queued == nil)
 		}
-		if (o.turn == nil) != (i < maxPublishScripts) {
-			t.Fatalf("message %d: turn made %v", i, o.turn != nil)
+		if queued != nil {
+			if queued.turn == nil || queued.user != strconv.Itoa(i) {
+				t.Fatalf("message %d queued as %+v", i, queued)
+			}
+			msgs = append(msgs, queued)
 		}
 	}
-	if l.enter("other", &outgoing{}) != true {
+	if l.enter("other", outgoing{}) != nil {
 		t.Fatal("another room's message waits behind this room's")
 	}
-	waiting := msgs[maxPublishScripts:]
+	waiting := msgs
 	last := waiting[len(waiting)-1]
 	if queued, leads := l.withdraw("r", last); !queued || leads {
 		t.Fatalf("withdrawing a waiting message: queued %v, leads %v", queued, leads)
