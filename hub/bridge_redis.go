@@ -140,6 +140,7 @@ type RedisBridge struct {
 	held    map[roomUser]shard.Member // the names this host's members hold, by room
 	retries map[roomUser]struct{}     // releases (and their leaves) that failed, tried again on heartbeats
 	resyncs map[string]struct{}
+	rosters map[string]struct{} // rooms whose roster is to be read again (wantRoster)
 
 	closeOnce sync.Once
 }
@@ -201,6 +202,7 @@ func NewRedisBridge(cfg RedisConfig) NewBridgeFunc {
 			ctx:       ctx,
 			cancel:    cancel,
 			resyncs:   make(map[string]struct{}),
+			rosters:   make(map[string]struct{}),
 			retries:   make(map[roomUser]struct{}),
 			held:      make(map[roomUser]shard.Member),
 			choresDue: make(chan struct{}, 1),
@@ -675,6 +677,10 @@ func (b *RedisBridge) resync(room string) {
 // read the gap from the room's stream. So does a payload it cannot read, which may hold
 // messages in a format of a newer host.
 func (b *RedisBridge) deliver(room, payload string) {
+	if strings.HasPrefix(payload, "R ") {
+		b.deliverRoster(room, payload)
+		return
+	}
 	var one [1]shard.Event // most payloads hold one event
 	evs, err := parsePayload(payload, one[:0])
 	if err != nil {
@@ -685,13 +691,52 @@ func (b *RedisBridge) deliver(room, payload string) {
 	sh := b.local.Shard(room)
 	for i, ev := range evs {
 		if !sh.TryDeliver(room, ev) {
-			b.metrics.handoffDropped.Add(float64(len(evs) - i))
-			if slices.ContainsFunc(evs[i:], func(ev shard.Event) bool { return ev.Kind == shard.EventMessage }) {
+			lost := evs[i:]
+			b.metrics.handoffDropped.Add(float64(len(lost)))
+			if slices.ContainsFunc(lost, func(ev shard.Event) bool { return ev.Kind == shard.EventMessage }) {
 				b.resync(room)
+			}
+			if slices.ContainsFunc(lost, func(ev shard.Event) bool { return ev.Kind == shard.EventPresence }) {
+				b.wantRoster(room)
 			}
 			return
 		}
 	}
+}
+
+// deliverRoster hands a room's roster from its channel to the room's shard without blocking;
+// when the shard cannot take it, it is asked for again.
+func (b *RedisBridge) deliverRoster(room, payload string) {
+	pairs, err := parseRoster(payload)
+	if err != nil {
+		b.metrics.errors.WithLabelValues("payload").Inc()
+		return
+	}
+	if !b.local.Shard(room).TryRoster(room, b.liveUsers(pairs)) {
+		b.metrics.handoffDropped.Inc()
+		b.wantRoster(room)
+	}
+}
+
+// wantRoster has the room's roster read again and published after the next heartbeat: presence
+// of the room was lost on its way to the shard.
+func (b *RedisBridge) wantRoster(room string) {
+	b.mu.Lock()
+	b.rosters[room] = struct{}{}
+	b.mu.Unlock()
+}
+
+// publishRoster reads a room's roster and publishes it on the room's channel, in one step.
+func (b *RedisBridge) publishRoster(room string) error {
+	ctx, cancel := b.callCtx(context.Background())
+	defer cancel()
+	err := rosterScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)}, []string{b.args.publish}).Error()
+	b.noteCall(err)
+	if err != nil {
+		return fmt.Errorf("publish the roster of room %s: %w", room, err)
+	}
+	b.metrics.rosters.Inc()
+	return nil
 }
 
 // Close takes this host's users out of every room, tells the other hosts, stops listening

@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shardchat/shardchat/internal/testprog"
+	"github.com/shardchat/shardchat/shard"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -504,5 +505,85 @@ func TestRedisRefusedJoinClaimsNothing(t *testing.T) {
 	}
 	if err := b.join(t, &member{}, "r", "bob", nil); err != nil {
 		t.Fatalf("bob on host-b after host-a's join of bob was refused: %v", err)
+	}
+}
+
+// gatedMember is a member whose next Send, once armed, holds its shard until open is
+// closed: a stand-in for a shard too busy to take events, whose inbox then fills.
+type gatedMember struct {
+	member
+	armed   atomic.Bool
+	entered chan struct{}
+	open    chan struct{}
+}
+
+func (g *gatedMember) Send(obj []byte) bool {
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.entered)
+		<-g.open
+	}
+	return g.member.Send(obj)
+}
+
+// TestRedisLostPresenceIsReread: presence that a host could not hand to its full shard is
+// made good. The host reads the room's roster again and publishes it on the room's channel,
+// and its members hear the difference: every join and leave they missed, none twice.
+func TestRedisLostPresenceIsReread(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
+	cfg := RedisConfig{URL: r.URL(), Node: "host-b", KeyPrefix: "t:", Logger: a.bridge.log}
+	hb, err := New(Config{Shards: 1, Shard: shard.Config{Inbox: 1}, NewBridge: NewRedisBridge(cfg), Logger: cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hb.Close() })
+	b := &redisHub{Hub: hb, bridge: hb.bridge.(*RedisBridge), node: "host-b"}
+
+	carol := &member{}
+	b.mustJoin(t, carol, "r", "carol")
+	bob := &gatedMember{entered: make(chan struct{}), open: make(chan struct{})}
+	if err := b.join(t, bob, "r", "bob", nil); err != nil {
+		t.Fatal(err)
+	}
+	alice := &member{}
+	a.mustJoin(t, alice, "r", "alice")
+	view := func() []string { // carol's users: her joined's, then each presence applied
+		evs := carol.of(wire.TypeJoined)
+		users := slices.Clone(evs[0].Users)
+		for _, ev := range carol.of(wire.TypePresence) {
+			i := slices.Index(users, ev.User)
+			switch {
+			case ev.Event == wire.PresenceJoin && i < 0:
+				users = append(users, ev.User)
+			case ev.Event == wire.PresenceLeave && i >= 0:
+				users = slices.Delete(users, i, i+1)
+			default:
+				t.Fatalf("carol heard %s %s, which changes nothing she was told", ev.User, ev.Event)
+			}
+		}
+		slices.Sort(users)
+		return users
+	}
+	waitUntil(t, "carol hears of alice", func() bool { return slices.Equal(view(), []string{"alice", "bob", "carol"}) })
+
+	// Stall host-b's shard on bob, and have users come and go meanwhile: the shard's inbox
+	// takes one event, host-b drops the rest.
+	bob.armed.Store(true)
+	if err := a.say(t, alice, "r", "alice", "stall"); err != nil {
+		t.Fatal(err)
+	}
+	<-bob.entered
+	a.mustJoin(t, &member{}, "r", "dave")
+	a.mustJoin(t, &member{}, "r", "eve")
+	a.leave(t, alice, "r", "alice")
+	waitUntil(t, "host-b to drop presence", func() bool { return testutil.ToFloat64(b.bridge.metrics.handoffDropped) >= 2 })
+	close(bob.open)
+
+	waitUntil(t, "carol's users to be right again", func() bool {
+		return slices.Equal(view(), []string{"bob", "carol", "dave", "eve"})
+	})
+	if n := testutil.ToFloat64(b.bridge.metrics.rosters); n < 1 {
+		t.Fatalf("%v rosters published, want at least 1", n)
 	}
 }

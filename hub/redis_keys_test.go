@@ -2,6 +2,7 @@ package hub
 
 import (
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,6 +115,50 @@ func FuzzParsePayload(f *testing.F) {
 		evs2, err := parsePayload(again, nil)
 		if err != nil || !reflect.DeepEqual(evs, evs2) {
 			t.Fatalf("%q parsed as %+v; written again as %q it parses as %+v, %v", p, evs, again, evs2, err)
+		}
+	})
+}
+
+func TestParseRoster(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		payload string
+		want    []string
+		ok      bool
+	}{
+		{"R 0\n", nil, true},
+		{"R 2\nalice\nhost-a\nbob smith\nhost-b", []string{"alice", "host-a", "bob smith", "host-b"}, true},
+		{"R 1\nalice", nil, false},              // a name without its node
+		{"R 1\nalice\nhost-a\nbob", nil, false}, // more lines than names
+		{"R 2\nalice\nhost-a", nil, false},      // fewer
+		{"R 0\nalice", nil, false},
+		{"R x\n", nil, false},
+		{"R -1\n", nil, false},
+		{"R 1", nil, false},
+		{"P 1 carol\n{}", nil, false},
+	} {
+		got, err := parseRoster(tc.payload)
+		if (err == nil) != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("parseRoster(%q) = %q, %v; want %q, ok %v", tc.payload, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseRoster(f *testing.F) {
+	f.Add("R 0\n")
+	f.Add("R 2\nalice\nhost-a\nbob smith\nhost-b")
+	f.Fuzz(func(t *testing.T, p string) {
+		pairs, err := parseRoster(p)
+		if err != nil {
+			return
+		}
+		if len(pairs)%2 != 0 {
+			t.Fatalf("%q parsed as %d lines, not pairs", p, len(pairs))
+		}
+		again := "R " + strconv.Itoa(len(pairs)/2) + "\n" + strings.Join(pairs, "\n")
+		pairs2, err := parseRoster(again)
+		if err != nil || !slices.Equal(pairs, pairs2) {
+			t.Fatalf("%q parsed as %q; written again as %q it parses as %q, %v", p, pairs, again, pairs2, err)
 		}
 	})
 }

@@ -12,6 +12,7 @@ type redisMetrics struct {
 	resubscribes     prometheus.Counter
 	syncs            prometheus.Counter
 	handoffDropped   prometheus.Counter
+	rosters          prometheus.Counter
 	pruned           prometheus.Counter
 	probeLost        prometheus.Counter
 }
@@ -20,7 +21,7 @@ type redisMetrics struct {
 // count scripts that Redis ran after their caller gave up (they did nothing).
 func redisOps() []string {
 	return []string{"publish", "publish_late", "claim", "claim_late", "reclaim_conflict", "release", "typing",
-		"users", "rooms", "state", "heartbeat", "prune", "subscribe", "probe", "payload"}
+		"users", "rooms", "state", "heartbeat", "prune", "subscribe", "probe", "payload", "roster"}
 }
 
 func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
@@ -57,7 +58,11 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 		}),
 		handoffDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardchat_bridge_handoff_dropped_total",
-			Help: "Events from Redis not handed to a full shard; the shard fills the gap from the stream.",
+			Help: "Events from Redis not handed to a full shard; the shard fills the gap from the stream, and lost presence from the room's roster.",
+		}),
+		rosters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardchat_bridge_rosters_total",
+			Help: "Room rosters read again and published because presence of the room could not be handed to a full shard.",
 		}),
 		pruned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardchat_bridge_pruned_users_total",
@@ -71,6 +76,6 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 	for _, op := range redisOps() {
 		m.errors.WithLabelValues(op)
 	}
-	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.publishBatchSize, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.pruned, m.probeLost)
+	reg.MustRegister(m.up, m.errors, m.publishSeconds, m.publishBatchSize, m.subscriptions, m.resubscribes, m.syncs, m.handoffDropped, m.rosters, m.pruned, m.probeLost)
 	return m
 }

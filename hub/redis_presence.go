@@ -328,13 +328,15 @@ func (b *RedisBridge) refreshHistoryTTL(ctx context.Context) {
 	}
 }
 
-// retryFailed gives back the names whose release failed, and hands shards the resyncs they
-// could not take.
+// retryFailed gives back the names whose release failed, hands shards the resyncs they could
+// not take, and publishes the rosters of rooms whose presence was lost.
 func (b *RedisBridge) retryFailed() {
 	b.mu.Lock()
 	retries := slices.Collect(maps.Keys(b.retries))
 	resyncs := slices.Collect(maps.Keys(b.resyncs))
 	clear(b.resyncs)
+	rosters := slices.Collect(maps.Keys(b.rosters))
+	clear(b.rosters)
 	b.mu.Unlock()
 	for _, r := range retries {
 		if !b.retryRelease(r) {
@@ -343,6 +345,15 @@ func (b *RedisBridge) retryFailed() {
 	}
 	for _, room := range resyncs {
 		b.resync(room)
+	}
+	for i, room := range rosters {
+		if err := b.publishRoster(room); err != nil {
+			b.metrics.errors.WithLabelValues("roster").Inc()
+			for _, room := range rosters[i:] {
+				b.wantRoster(room) // Redis is away: the next heartbeat tries again
+			}
+			break
+		}
 	}
 }
 

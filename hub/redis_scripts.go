@@ -180,6 +180,17 @@ end
 return 0
 `)
 
+// rosterScript publishes a room's roster (an R payload) on its channel, read in the same step,
+// so that it comes in order with the room's presence, and answers how many names it holds.
+//
+// KEYS: users, channel. ARGV: publish command.
+var rosterScript = rueidis.NewLuaScript(`
+local all = redis.call('HGETALL', KEYS[1])
+local n = #all / 2
+redis.call(ARGV[1], KEYS[2], 'R ' .. n .. '\n' .. table.concat(all, '\n'))
+return n
+`)
+
 // pruneScript takes every name a node holds out of a room and answers the names.
 //
 // KEYS: users. ARGV: node.

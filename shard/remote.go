@@ -82,6 +82,20 @@ func (s *Shard) TryResync(room string) bool {
 	}
 }
 
+// TryRoster hands the shard, without blocking, the users of room on every host as the store
+// holds them, read again because presence for it could not be handed over; the shard tells
+// its members the difference. users must come in the order of the room's events: the bridge
+// reads them in the same step as it publishes them on the room's channel. It reports whether
+// the roster was taken.
+func (s *Shard) TryRoster(room string, users []string) bool {
+	select {
+	case s.inbox <- command{op: opRoster, Request: Request{Room: room, Users: users}}:
+		return true
+	default:
+		return false
+	}
+}
+
 // Synced hands the shard the answer to its Remote.Sync for room.
 func (s *Shard) Synced(ctx context.Context, room string, st RoomState) error {
 	select {
@@ -177,13 +191,61 @@ func (s *Shard) deliver(name string, ev Event) {
 			s.passTyping(r, ev.User, ev.On, ev.Obj)
 		}
 	case EventPresence:
-		if !r.synced {
+		if !r.synced || len(r.members) == 0 {
 			return // joins waiting for the room get the user list with their joined
+		}
+		if !r.setInRoster(ev.User, ev.On) {
+			return // the members here know it already
 		}
 		if !ev.On {
 			s.stopTyping(r, ev.User)
 		}
 		s.broadcastPresence(r, ev.Obj, ev.User)
+	}
+}
+
+// enterRoster puts the user that req seats in r into the roster. The first member here takes
+// the roster from its joined's users. A later one that presence has not brought yet is
+// announced to the others here now; its presence from the bridge then changes nothing.
+func (s *Shard) enterRoster(r *room, req *Request, first bool) {
+	if first || r.roster == nil {
+		r.roster = make(map[string]struct{}, len(req.Users)+1)
+		for _, u := range req.Users {
+			r.roster[u] = struct{}{}
+		}
+		r.roster[req.User] = struct{}{}
+		return
+	}
+	if r.setInRoster(req.User, true) {
+		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
+	}
+}
+
+// reconcileRoster tells r's members how users, the room's users read again from the store,
+// differ from what they were told, and takes users as r's roster. r may be nil (the room is
+// gone).
+func (s *Shard) reconcileRoster(r *room, users []string) {
+	if r == nil || !r.synced || len(r.members) == 0 {
+		return // nobody here to tell; a join takes the roster from the store
+	}
+	now := make(map[string]struct{}, len(users))
+	for _, u := range users {
+		now[u] = struct{}{}
+		if r.setInRoster(u, true) {
+			s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceJoin), u)
+		}
+	}
+	var gone []string
+	for u := range r.roster {
+		if _, ok := now[u]; !ok {
+			gone = append(gone, u)
+		}
+	}
+	slices.Sort(gone)
+	for _, u := range gone {
+		delete(r.roster, u)
+		s.stopTyping(r, u)
+		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceLeave), "")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -272,9 +273,9 @@ func TestRemotePresenceAndTyping(t *testing.T) {
 		}
 		return Event{Kind: EventPresence, User: user, On: join, Obj: wire.AppendPresence(nil, "r", user, event)}
 	}
-	typing := Event{Kind: EventTyping, User: "v", On: true, Obj: wire.AppendTyping(nil, "r", "v", true)}
+	typing := Event{Kind: EventTyping, User: "w", On: true, Obj: wire.AppendTyping(nil, "r", "w", true)}
 	own := Event{Kind: EventTyping, User: "u", On: true, Obj: wire.AppendTyping(nil, "r", "u", true)}
-	deliver(t, s, pres("u", true), pres("v", true), own, typing, pres("v", false))
+	deliver(t, s, pres("u", true), pres("w", true), own, typing, pres("w", false))
 	var got []string
 	waitFor(t, func() bool {
 		for _, ev := range m.events(t) {
@@ -282,10 +283,51 @@ func TestRemotePresenceAndTyping(t *testing.T) {
 		}
 		return len(got) >= 4
 	})
-	// u never hears of itself; v's leave first ends v's typing.
-	want := "[presence:v:join:false typing:v::true typing:v::false presence:v:leave:false]"
+	// u never hears of itself; w's leave first ends w's typing.
+	want := "[presence:w:join:false typing:w::true typing:w::false presence:w:leave:false]"
 	if fmt.Sprint(got) != want {
 		t.Fatalf("got %v\nwant %s", got, want)
+	}
+}
+
+// TestRemoteRoster: with a bridge, the members of a room hear of each change of its users
+// once. Presence that would not change what they were told (joined's users, then presence)
+// is not passed on, a second member here is announced when it is seated, and a roster read
+// again from the store is passed on as the difference to what they were told.
+func TestRemoteRoster(t *testing.T) {
+	t.Parallel()
+	s, _, m := remoteShard(t, 3) // u, told that u and v are in the room
+	pres := func(user string, join bool) Event {
+		event := wire.PresenceLeave
+		if join {
+			event = wire.PresenceJoin
+		}
+		return Event{Kind: EventPresence, User: user, On: join, Obj: wire.AppendPresence(nil, "r", user, event)}
+	}
+	deliver(t, s, pres("v", true), pres("x", false), pres("w", true))
+	if err := s.Join(context.Background(), Request{Member: &sink{}, Room: "r", User: "y", Users: []string{"u", "v", "w", "y"}, Reply: make(chan error, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, pres("y", true), Event{Kind: EventTyping, User: "v", On: true, Obj: wire.AppendTyping(nil, "r", "v", true)})
+	if !s.TryRoster("r", []string{"u", "w", "y", "z"}) {
+		t.Fatal("inbox full")
+	}
+	deliver(t, s, pres("v", false), pres("z", true), pres("q", true))
+
+	want := []string{"presence:w:join", "presence:y:join", "typing:v:true", "presence:z:join", "typing:v:false", "presence:v:leave", "presence:q:join"}
+	var got []string
+	waitFor(t, func() bool {
+		for _, ev := range m.events(t) { // each once: events takes them
+			on := ev.Event
+			if ev.Type == wire.TypeTyping {
+				on = fmt.Sprint(ev.On)
+			}
+			got = append(got, ev.Type+":"+ev.User+":"+on)
+		}
+		return len(got) >= len(want)
+	})
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
 	}
 }
 

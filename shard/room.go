@@ -31,6 +31,11 @@ type room struct {
 	syncAgain bool      // another sync was wanted while one was on its way
 	pending   []Event   // messages past seq+1, oldest first, waiting for the gap to fill
 	parked    []Request // joins waiting for the room's first state
+	// roster holds, with a bridge, the room's users on every host as the members here were
+	// told them: joined's users, then presence. Presence that would not change it is not
+	// passed on, and a roster read again from the store is passed on as the difference, so
+	// presence lost on the way (a full inbox) is made good.
+	roster map[string]struct{}
 }
 
 type seat struct {
@@ -107,4 +112,19 @@ func (r *room) users() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// setInRoster puts user in r's roster (in) or takes it out, and reports whether that changed
+// the roster.
+func (r *room) setInRoster(user string, in bool) bool {
+	_, was := r.roster[user]
+	switch {
+	case was == in:
+		return false
+	case in:
+		r.roster[user] = struct{}{}
+	default:
+		delete(r.roster, user)
+	}
+	return true
 }

@@ -157,11 +157,13 @@ const (
 	opDeliver
 	opSynced
 	opResync
+	opRoster
 )
 
 var opNames = [...]string{
 	opJoin: "join", opLeave: "leave", opPublish: "publish", opTyping: "typing", opUsers: "users",
 	opHistory: "history", opRooms: "rooms", opDeliver: "deliver", opSynced: "synced", opResync: "resync",
+	opRoster: "roster",
 }
 
 func (o op) String() string { return opNames[o] }
@@ -436,6 +438,8 @@ func (s *Shard) handle(cmd command) {
 		s.synced(cmd.Room, cmd.state)
 	case opResync:
 		s.resyncAsked(s.rooms[cmd.Room])
+	case opRoster:
+		s.reconcileRoster(s.rooms[cmd.Room], cmd.Users)
 	}
 	if err != nil {
 		reply(cmd.Reply, err)
@@ -492,12 +496,15 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 		if _, taken := r.byName[req.User]; taken {
 			return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
 		}
-		if len(r.members) == 0 {
+		first := len(r.members) == 0
+		if first {
 			s.metrics.idleRooms.Dec()
 			s.metrics.rooms.Inc()
 		}
 		if s.cfg.Remote == nil { // with a bridge, presence comes back through it
 			s.broadcastPresence(r, wire.AppendPresence(nil, r.name, req.User, wire.PresenceJoin), req.User)
+		} else {
+			s.enterRoster(r, req, first)
 		}
 		r.add(req.Member, req.User)
 	}
