@@ -368,6 +368,10 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 	b.mu.Lock()
 	b.held[roomUser{room: req.Room, user: req.User}] = req.Member
 	b.mu.Unlock()
+	if added {
+		// Presence published between the claim and the subscription never came here.
+		b.wantRoster(req.Room)
+	}
 	return nil // the claim announced the join
 }
 
@@ -702,41 +706,6 @@ func (b *RedisBridge) deliver(room, payload string) {
 			return
 		}
 	}
-}
-
-// deliverRoster hands a room's roster from its channel to the room's shard without blocking;
-// when the shard cannot take it, it is asked for again.
-func (b *RedisBridge) deliverRoster(room, payload string) {
-	pairs, err := parseRoster(payload)
-	if err != nil {
-		b.metrics.errors.WithLabelValues("payload").Inc()
-		return
-	}
-	if !b.local.Shard(room).TryRoster(room, b.liveUsers(pairs)) {
-		b.metrics.handoffDropped.Inc()
-		b.wantRoster(room)
-	}
-}
-
-// wantRoster has the room's roster read again and published after the next heartbeat: presence
-// of the room was lost on its way to the shard.
-func (b *RedisBridge) wantRoster(room string) {
-	b.mu.Lock()
-	b.rosters[room] = struct{}{}
-	b.mu.Unlock()
-}
-
-// publishRoster reads a room's roster and publishes it on the room's channel, in one step.
-func (b *RedisBridge) publishRoster(room string) error {
-	ctx, cancel := b.callCtx(context.Background())
-	defer cancel()
-	err := rosterScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)}, []string{b.args.publish}).Error()
-	b.noteCall(err)
-	if err != nil {
-		return fmt.Errorf("publish the roster of room %s: %w", room, err)
-	}
-	b.metrics.rosters.Inc()
-	return nil
 }
 
 // Close takes this host's users out of every room, tells the other hosts, stops listening

@@ -548,24 +548,7 @@ func TestRedisLostPresenceIsReread(t *testing.T) {
 	}
 	alice := &member{}
 	a.mustJoin(t, alice, "r", "alice")
-	view := func() []string { // carol's users: her joined's, then each presence applied
-		evs := carol.of(wire.TypeJoined)
-		users := slices.Clone(evs[0].Users)
-		for _, ev := range carol.of(wire.TypePresence) {
-			i := slices.Index(users, ev.User)
-			switch {
-			case ev.Event == wire.PresenceJoin && i < 0:
-				users = append(users, ev.User)
-			case ev.Event == wire.PresenceLeave && i >= 0:
-				users = slices.Delete(users, i, i+1)
-			default:
-				t.Fatalf("carol heard %s %s, which changes nothing she was told", ev.User, ev.Event)
-			}
-		}
-		slices.Sort(users)
-		return users
-	}
-	waitUntil(t, "carol hears of alice", func() bool { return slices.Equal(view(), []string{"alice", "bob", "carol"}) })
+	waitUntil(t, "carol hears of alice", func() bool { return slices.Equal(usersHeard(t, carol), []string{"alice", "bob", "carol"}) })
 
 	// Stall host-b's shard on bob, and have users come and go meanwhile: the shard's inbox
 	// takes one event, host-b drops the rest.
@@ -574,16 +557,53 @@ func TestRedisLostPresenceIsReread(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-bob.entered
-	a.mustJoin(t, &member{}, "r", "dave")
+	dave := &member{}
+	a.mustJoin(t, dave, "r", "dave")
 	a.mustJoin(t, &member{}, "r", "eve")
 	a.leave(t, alice, "r", "alice")
 	waitUntil(t, "host-b to drop presence", func() bool { return testutil.ToFloat64(b.bridge.metrics.handoffDropped) >= 2 })
 	close(bob.open)
 
-	waitUntil(t, "carol's users to be right again", func() bool {
-		return slices.Equal(view(), []string{"bob", "carol", "dave", "eve"})
-	})
-	if n := testutil.ToFloat64(b.bridge.metrics.rosters); n < 1 {
-		t.Fatalf("%v rosters published, want at least 1", n)
+	want := []string{"bob", "carol", "dave", "eve"}
+	waitUntil(t, "carol's users to be right again", func() bool { return slices.Equal(usersHeard(t, carol), want) })
+	rosters := testutil.ToFloat64(b.bridge.metrics.rosters)
+	if rosters < 1 {
+		t.Fatalf("%v rosters published, want at least 1", rosters)
 	}
+	// host-a dropped nothing: the roster, which carol's users show was published, changes
+	// nothing its members were told. Once a message sent after it has come back to dave,
+	// the roster has come past him too.
+	if err := a.say(t, dave, "r", "dave", "after the roster"); err != nil {
+		t.Fatal(err)
+	}
+	dave.waitFor(t, "his message after the roster", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Text == "after the roster" })
+	})
+	if got := usersHeard(t, dave); !slices.Equal(got, want) {
+		t.Fatalf("dave's users = %v, want %v", got, want)
+	}
+}
+
+// usersHeard is m's users of its one room: its joined's, then each presence applied. It fails
+// the test on presence that changes nothing m was told (a join or leave heard twice).
+func usersHeard(t *testing.T, m *member) []string {
+	t.Helper()
+	joined := m.of(wire.TypeJoined)
+	if len(joined) == 0 {
+		t.Fatal("not joined")
+	}
+	users := slices.Clone(joined[0].Users)
+	for _, ev := range m.of(wire.TypePresence) {
+		i := slices.Index(users, ev.User)
+		switch {
+		case ev.Event == wire.PresenceJoin && i < 0:
+			users = append(users, ev.User)
+		case ev.Event == wire.PresenceLeave && i >= 0:
+			users = slices.Delete(users, i, i+1)
+		default:
+			t.Fatalf("heard %s %s, which changes nothing it was told", ev.User, ev.Event)
+		}
+	}
+	slices.Sort(users)
+	return users
 }

@@ -40,11 +40,9 @@ func (k keys) pruning(node string) string { return k.prefix + "node:{" + node + 
 //	B <epoch> <count>\n<seq> <user>\n<message object>\n<seq> <user>\n<message object>...
 //	T <0|1> <user>\n<typing object>
 //	P <0|1> <user>\n<presence object>      (1: join, 0: leave)
-//	R <count>\n<user>\n<node>\n<user>\n<node>...
+//	R <count>\n<user>\n<user>...
 //
-// R carries a room's roster, every name and the node that holds it, read again from Redis
-// and published in one step, so that it comes in order with the room's presence; a host
-// that lost presence of the room asks for it. Node names, like user names, hold no newline.
+// R carries a room's roster, every name held in it (see redis_roster.go).
 // B carries a batch of count messages, which one publish script ordered, each as a line of
 // seq and user and a line of its object. User names hold no newline (no control characters),
 // and objects none (JSON escapes them), so every line ends at the next '\n'.
@@ -152,14 +150,14 @@ func parseSeqUser(s string) (uint64, string, bool) {
 // maxRosterNames bounds the names a roster payload may say it holds.
 const maxRosterNames = 1 << 20
 
-// parseRoster reads an R payload into name, node pairs.
+// parseRoster reads an R payload into its names.
 func parseRoster(p string) ([]string, error) {
 	header, body, ok := strings.Cut(p, "\n")
 	if !ok || !strings.HasPrefix(header, "R ") {
 		return nil, errBadPayload
 	}
 	count, err := strconv.Atoi(header[2:])
-	if err != nil || count < 0 || count > maxRosterNames || count > len(body) {
+	if err != nil || count < 0 || count > maxRosterNames || count > len(body)+1 {
 		return nil, errBadPayload
 	}
 	if count == 0 {
@@ -168,9 +166,9 @@ func parseRoster(p string) ([]string, error) {
 		}
 		return nil, nil
 	}
-	pairs := strings.Split(body, "\n")
-	if len(pairs) != 2*count {
+	names := strings.Split(body, "\n")
+	if len(names) != count {
 		return nil, errBadPayload
 	}
-	return pairs, nil
+	return names, nil
 }

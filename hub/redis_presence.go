@@ -280,6 +280,9 @@ func (b *RedisBridge) prune(ctx context.Context, node string) error {
 			b.metrics.pruned.Inc()
 			b.announce("prune", room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
 		}
+		if len(gone) > 0 && node != b.cfg.Node {
+			b.wantRoster(room) // a name claimed again before its leave went out is announced as left
+		}
 	}
 	if failed != nil {
 		return failed
@@ -335,8 +338,6 @@ func (b *RedisBridge) retryFailed() {
 	retries := slices.Collect(maps.Keys(b.retries))
 	resyncs := slices.Collect(maps.Keys(b.resyncs))
 	clear(b.resyncs)
-	rosters := slices.Collect(maps.Keys(b.rosters))
-	clear(b.rosters)
 	b.mu.Unlock()
 	for _, r := range retries {
 		if !b.retryRelease(r) {
@@ -346,15 +347,7 @@ func (b *RedisBridge) retryFailed() {
 	for _, room := range resyncs {
 		b.resync(room)
 	}
-	for i, room := range rosters {
-		if err := b.publishRoster(room); err != nil {
-			b.metrics.errors.WithLabelValues("roster").Inc()
-			for _, room := range rosters[i:] {
-				b.wantRoster(room) // Redis is away: the next heartbeat tries again
-			}
-			break
-		}
-	}
+	b.publishRosters()
 }
 
 // retryRelease tries a queued release again, unless a join here has claimed the name since,

@@ -180,15 +180,15 @@ end
 return 0
 `)
 
-// rosterScript publishes a room's roster (an R payload) on its channel, read in the same step,
-// so that it comes in order with the room's presence, and answers how many names it holds.
+// rosterScript publishes a room's roster, every name held in it (an R payload), on its
+// channel, read in the same step so that it comes in order with the room's presence, and
+// answers how many names it holds.
 //
 // KEYS: users, channel. ARGV: publish command.
 var rosterScript = rueidis.NewLuaScript(`
-local all = redis.call('HGETALL', KEYS[1])
-local n = #all / 2
-redis.call(ARGV[1], KEYS[2], 'R ' .. n .. '\n' .. table.concat(all, '\n'))
-return n
+local names = redis.call('HKEYS', KEYS[1])
+redis.call(ARGV[1], KEYS[2], 'R ' .. #names .. '\n' .. table.concat(names, '\n'))
+return #names
 `)
 
 // pruneScript takes every name a node holds out of a room and answers the names.

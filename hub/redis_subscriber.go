@@ -202,7 +202,9 @@ func (s *subscriber) hold(ctx context.Context, channel string, rs *roomSub, maxB
 			if rs.again.Swap(true) {
 				s.b.metrics.resubscribes.Inc()
 				if rs.room != "" {
-					s.b.resync(rs.room) // never blocks: this runs in rueidis' pipeline
+					// Neither blocks: this runs in rueidis' pipeline.
+					s.b.resync(rs.room)
+					s.b.wantRoster(rs.room)
 				} else {
 					s.wakeAll() // the probe is back
 				}

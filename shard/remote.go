@@ -194,13 +194,12 @@ func (s *Shard) deliver(name string, ev Event) {
 		if !r.synced || len(r.members) == 0 {
 			return // joins waiting for the room get the user list with their joined
 		}
-		if !r.setInRoster(ev.User, ev.On) {
-			return // the members here know it already
-		}
 		if !ev.On {
 			s.stopTyping(r, ev.User)
 		}
-		s.broadcastPresence(r, ev.Obj, ev.User)
+		if r.setInRoster(ev.User, ev.On) { // else the members here know it already
+			s.broadcastPresence(r, ev.Obj, ev.User)
+		}
 	}
 }
 
@@ -237,7 +236,11 @@ func (s *Shard) reconcileRoster(r *room, users []string) {
 	}
 	var gone []string
 	for u := range r.roster {
-		if _, ok := now[u]; !ok {
+		_, listed := now[u]
+		_, here := r.byName[u]
+		// A member seated here holds its name in the store: a roster without it was read
+		// before its claim, and its own release announces its leave.
+		if !listed && !here {
 			gone = append(gone, u)
 		}
 	}
@@ -245,7 +248,7 @@ func (s *Shard) reconcileRoster(r *room, users []string) {
 	for _, u := range gone {
 		delete(r.roster, u)
 		s.stopTyping(r, u)
-		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceLeave), "")
+		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceLeave), u)
 	}
 }
 

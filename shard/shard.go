@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -132,7 +133,7 @@ type Request struct {
 	Ref    string
 	User   string      // Join: the user name, already validated
 	Since  *wire.Since // Join: the recovery position, if any
-	Users  []string    // Join: the room's users on every host, when a bridge knows them
+	Users  []string    // Join: the room's users on every host, when a bridge knows them; roster: the names
 	Text   string      // Publish: the text, already validated
 	On     bool        // Typing
 	Before uint64      // History: 0 for the newest
@@ -510,7 +511,12 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 	}
 
 	joined := wire.Joined{Ref: req.Ref, Room: r.name, User: req.User, Epoch: r.epoch, Seq: r.seq, Users: req.Users}
-	if joined.Users == nil {
+	switch {
+	case s.cfg.Remote != nil:
+		// Every member here is told the one roster that presence is then measured against:
+		// a later join's own list may hold names whose presence never came here.
+		joined.Users = slices.Sorted(maps.Keys(r.roster))
+	case joined.Users == nil:
 		joined.Users = r.users()
 	}
 	if since := req.Since; since != nil && since.Epoch == r.epoch && since.Seq <= r.seq && r.hist.retainedAfter(since.Seq) {
