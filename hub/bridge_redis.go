@@ -140,7 +140,7 @@ type RedisBridge struct {
 	held    map[roomUser]shard.Member // the names this host's members hold, by room
 	retries map[roomUser]struct{}     // releases (and their leaves) that failed, tried again on heartbeats
 	resyncs map[string]struct{}
-	rosters map[string]struct{} // rooms whose roster is to be read again (wantRoster)
+	rosters map[string]struct{} // rooms whose roster is to be read again (WantRoster)
 
 	closeOnce sync.Once
 }
@@ -368,10 +368,6 @@ func (b *RedisBridge) Join(ctx context.Context, req shard.Request) error {
 	b.mu.Lock()
 	b.held[roomUser{room: req.Room, user: req.User}] = req.Member
 	b.mu.Unlock()
-	if added {
-		// Presence published between the claim and the subscription never came here.
-		b.wantRoster(req.Room)
-	}
 	return nil // the claim announced the join
 }
 
@@ -690,6 +686,7 @@ func (b *RedisBridge) deliver(room, payload string) {
 	if err != nil {
 		b.metrics.errors.WithLabelValues("payload").Inc()
 		b.resync(room)
+		b.WantRoster(room) // it may have held presence
 		return
 	}
 	sh := b.local.Shard(room)
@@ -701,7 +698,7 @@ func (b *RedisBridge) deliver(room, payload string) {
 				b.resync(room)
 			}
 			if slices.ContainsFunc(lost, func(ev shard.Event) bool { return ev.Kind == shard.EventPresence }) {
-				b.wantRoster(room)
+				b.WantRoster(room)
 			}
 			return
 		}

@@ -546,42 +546,62 @@ func TestRedisLostPresenceIsReread(t *testing.T) {
 	if err := b.join(t, bob, "r", "bob", nil); err != nil {
 		t.Fatal(err)
 	}
-	alice := &member{}
-	a.mustJoin(t, alice, "r", "alice")
-	waitUntil(t, "carol hears of alice", func() bool { return slices.Equal(usersHeard(t, carol), []string{"alice", "bob", "carol"}) })
+	alice, dave, eve, frank := &member{}, &member{}, &member{}, &member{}
+	for name, m := range map[string]*member{"alice": alice, "dave": dave, "eve": eve, "frank": frank} {
+		a.mustJoin(t, m, "r", name)
+	}
+	waitUntil(t, "carol to hear of host-a's users", func() bool {
+		return slices.Equal(usersHeard(t, carol), []string{"alice", "bob", "carol", "dave", "eve", "frank"})
+	})
+	// Each host's first member asked for a roster; once both are out, and a message sent
+	// after them has come back to carol, nothing else asks for one but what is lost below.
+	waitUntil(t, "the first members' rosters", func() bool { return rostersSettled(a) && rostersSettled(b) })
+	if err := a.say(t, frank, "r", "frank", "barrier"); err != nil {
+		t.Fatal(err)
+	}
+	carol.waitFor(t, "the barrier", func(evs []wire.Event) bool {
+		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Text == "barrier" })
+	})
+	before := testutil.ToFloat64(b.bridge.metrics.rosters)
 
-	// Stall host-b's shard on bob, and have users come and go meanwhile: the shard's inbox
-	// takes one event, host-b drops the rest.
+	// Stall host-b's shard on bob, and have users leave meanwhile (a leave asks for no
+	// roster): the shard's inbox takes one event, host-b drops the rest.
 	bob.armed.Store(true)
 	if err := a.say(t, alice, "r", "alice", "stall"); err != nil {
 		t.Fatal(err)
 	}
 	<-bob.entered
-	dave := &member{}
-	a.mustJoin(t, dave, "r", "dave")
-	a.mustJoin(t, &member{}, "r", "eve")
-	a.leave(t, alice, "r", "alice")
+	for name, m := range map[string]*member{"alice": alice, "dave": dave, "eve": eve} {
+		a.leave(t, m, "r", name)
+	}
 	waitUntil(t, "host-b to drop presence", func() bool { return testutil.ToFloat64(b.bridge.metrics.handoffDropped) >= 2 })
 	close(bob.open)
 
-	want := []string{"bob", "carol", "dave", "eve"}
+	want := []string{"bob", "carol", "frank"}
 	waitUntil(t, "carol's users to be right again", func() bool { return slices.Equal(usersHeard(t, carol), want) })
-	rosters := testutil.ToFloat64(b.bridge.metrics.rosters)
-	if rosters < 1 {
-		t.Fatalf("%v rosters published, want at least 1", rosters)
+	if n := testutil.ToFloat64(b.bridge.metrics.rosters); n <= before {
+		t.Fatalf("host-b published %v rosters, none since the stall", n)
 	}
 	// host-a dropped nothing: the roster, which carol's users show was published, changes
-	// nothing its members were told. Once a message sent after it has come back to dave,
+	// nothing its members were told. Once a message sent after it has come back to frank,
 	// the roster has come past him too.
-	if err := a.say(t, dave, "r", "dave", "after the roster"); err != nil {
+	if err := a.say(t, frank, "r", "frank", "after the roster"); err != nil {
 		t.Fatal(err)
 	}
-	dave.waitFor(t, "his message after the roster", func(evs []wire.Event) bool {
+	frank.waitFor(t, "his message after the roster", func(evs []wire.Event) bool {
 		return slices.ContainsFunc(evs, func(ev wire.Event) bool { return ev.Text == "after the roster" })
 	})
-	if got := usersHeard(t, dave); !slices.Equal(got, want) {
-		t.Fatalf("dave's users = %v, want %v", got, want)
+	if got := usersHeard(t, frank); !slices.Equal(got, want) {
+		t.Fatalf("frank's users = %v, want %v", got, want)
 	}
+}
+
+// rostersSettled reports whether h has published a roster and wants none now.
+func rostersSettled(h *redisHub) bool {
+	h.bridge.mu.Lock()
+	wanted := len(h.bridge.rosters)
+	h.bridge.mu.Unlock()
+	return wanted == 0 && testutil.ToFloat64(h.bridge.metrics.rosters) >= 1
 }
 
 // usersHeard is m's users of its one room: its joined's, then each presence applied. It fails
@@ -606,4 +626,25 @@ func usersHeard(t *testing.T, m *member) []string {
 	}
 	slices.Sort(users)
 	return users
+}
+
+// TestPruneLeaveSparesNamesClaimedAgain: the leave of a pruned name is announced unless the
+// name was claimed again since.
+func TestPruneLeaveSparesNamesClaimedAgain(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	h := newRedisHub(t, r.URL(), "t:", "host-a", nil)
+	h.mustJoin(t, &member{}, "r", "back")
+	b := h.bridge
+	for _, tc := range []struct {
+		user string
+		want int64
+	}{{"back", 0}, {"gone", 1}} {
+		leave := presencePayload(tc.user, false, wire.AppendPresence(nil, "r", tc.user, wire.PresenceLeave))
+		got, err := pruneLeaveScript.Exec(context.Background(), b.client, []string{b.keys.users("r"), b.keys.channel("r")},
+			[]string{tc.user, b.args.publish, leave}).AsInt64()
+		if err != nil || got != tc.want {
+			t.Errorf("leave of %s: %d, %v; want %d", tc.user, got, err, tc.want)
+		}
+	}
 }

@@ -62,7 +62,7 @@ func newRedisMetrics(reg prometheus.Registerer) *redisMetrics {
 		}),
 		rosters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardchat_bridge_rosters_total",
-			Help: "Room rosters published on their channels because this host may have missed presence of the room (a full shard, a lost subscription, a room it started to listen to, a pruned host).",
+			Help: "Room rosters published on their channels because this host may have missed presence of the room (a full shard, an unreadable payload, a lost subscription, a room whose first member here took its users from its claim).",
 		}),
 		pruned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardchat_bridge_pruned_users_total",

@@ -278,10 +278,12 @@ func (b *RedisBridge) prune(ctx context.Context, node string) error {
 		}
 		for _, user := range gone {
 			b.metrics.pruned.Inc()
-			b.announce("prune", room, presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave)))
-		}
-		if len(gone) > 0 && node != b.cfg.Node {
-			b.wantRoster(room) // a name claimed again before its leave went out is announced as left
+			leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
+			err := pruneLeaveScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)},
+				[]string{user, b.args.publish, leave}).Error()
+			if err != nil {
+				b.metrics.errors.WithLabelValues("prune").Inc()
+			}
 		}
 	}
 	if failed != nil {

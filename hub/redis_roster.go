@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"maps"
 	"slices"
 
@@ -10,11 +9,12 @@ import (
 
 // A room's roster, every name its users hold in Redis, is published on the room's channel
 // (an R payload) when a host may have missed presence of the room: presence events a full
-// shard could not take, a subscription lost and made again, a room this host only started
-// to listen to (presence published between its first member's claim and the subscription
-// never came here), a dead host's users pruned (a name claimed again between the prune and
-// its announced leave). The script reads and publishes in one step, so the roster comes in
-// order with the room's presence, and every host's shard tells its members the difference.
+// shard could not take or a payload it could not read, a subscription lost and made again,
+// and, as the shard asks (shard.Remote.WantRoster), a room whose first member here took its
+// users from its claim (presence published between the claim and the subscription, or while
+// the room waited for its state, never came). The script reads and publishes in one step, so
+// the roster comes in order with the room's presence, and every host's shard tells its
+// members the difference.
 
 // deliverRoster hands a room's roster from its channel to the room's shard without blocking;
 // when the shard cannot take it, it is asked for again.
@@ -26,23 +26,24 @@ func (b *RedisBridge) deliverRoster(room, payload string) {
 	}
 	if !b.local.Shard(room).TryRoster(room, names) {
 		b.metrics.handoffDropped.Inc()
-		b.wantRoster(room)
+		b.WantRoster(room)
 	}
 }
 
-// wantRoster has the room's roster published after the next heartbeat. It never blocks for
+// WantRoster has the room's roster published after the next heartbeat. It never blocks for
 // long: it runs in rueidis' receive loop too.
-func (b *RedisBridge) wantRoster(room string) {
+func (b *RedisBridge) WantRoster(room string) {
 	b.mu.Lock()
 	b.rosters[room] = struct{}{}
 	b.mu.Unlock()
 }
 
-// publishRosters publishes the rosters wanted since the last call, in one round trip; those
-// that fail are wanted again.
+// publishRosters publishes the rosters wanted since the last call, in one round trip (the
+// script goes as EVAL: EVALSHA's ExecMulti would load it on every node first); those that
+// fail are wanted again.
 func (b *RedisBridge) publishRosters() {
 	b.mu.Lock()
-	rooms := slices.Sorted(maps.Keys(b.rosters))
+	rooms := slices.Collect(maps.Keys(b.rosters))
 	clear(b.rosters)
 	b.mu.Unlock()
 	if len(rooms) == 0 {
@@ -52,7 +53,7 @@ func (b *RedisBridge) publishRosters() {
 	for i, room := range rooms {
 		execs[i] = rueidis.LuaExec{Keys: []string{b.keys.users(room), b.keys.channel(room)}, Args: []string{b.args.publish}}
 	}
-	ctx, cancel := b.callCtx(context.Background())
+	ctx, cancel := b.callCtx(b.ctx)
 	defer cancel()
 	for i, res := range rosterScript.ExecMulti(ctx, b.client, execs...) {
 		err := res.Error()
@@ -60,7 +61,7 @@ func (b *RedisBridge) publishRosters() {
 		if err != nil {
 			b.metrics.errors.WithLabelValues("roster").Inc()
 			b.log.Debug("cannot publish a room's roster; trying again after the next heartbeat", "room", rooms[i], "err", err)
-			b.wantRoster(rooms[i])
+			b.WantRoster(rooms[i])
 			continue
 		}
 		b.metrics.rosters.Inc()

@@ -185,10 +185,23 @@ return 0
 // answers how many names it holds.
 //
 // KEYS: users, channel. ARGV: publish command.
-var rosterScript = rueidis.NewLuaScript(`
+var rosterScript = rueidis.NewLuaScriptNoSha(`
 local names = redis.call('HKEYS', KEYS[1])
 redis.call(ARGV[1], KEYS[2], 'R ' .. #names .. '\n' .. table.concat(names, '\n'))
 return #names
+`)
+
+// pruneLeaveScript announces the leave of a name pruneScript took out, with ARGV[3], unless
+// the name was claimed again since: its claim announced it back, and a leave after it would
+// be wrong.
+//
+// KEYS: users, channel. ARGV: user, publish command, the leave's payload.
+var pruneLeaveScript = rueidis.NewLuaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return 0
+end
+redis.call(ARGV[2], KEYS[2], ARGV[3])
+return 1
 `)
 
 // pruneScript takes every name a node holds out of a room and answers the names.

@@ -204,7 +204,7 @@ func (s *subscriber) hold(ctx context.Context, channel string, rs *roomSub, maxB
 				if rs.room != "" {
 					// Neither blocks: this runs in rueidis' pipeline.
 					s.b.resync(rs.room)
-					s.b.wantRoster(rs.room)
+					s.b.WantRoster(rs.room)
 				} else {
 					s.wakeAll() // the probe is back
 				}

@@ -15,6 +15,11 @@ type Remote interface {
 	// most History of them (the newest History when after is 0). The answer comes back
 	// through Shard.Synced; when it does not come, the shard asks again.
 	Sync(room string, after uint64)
+	// WantRoster asks for the room's roster, every user name held in the store, to come
+	// back through Shard.TryRoster in order with the room's presence: the shard's members may
+	// have missed some (presence published before the room's subscription here started, or
+	// while its joins waited for the room's state).
+	WantRoster(room string)
 }
 
 // EventKind says what a bridge hands a shard.
@@ -204,7 +209,7 @@ func (s *Shard) deliver(name string, ev Event) {
 }
 
 // enterRoster puts the user that req seats in r into the roster. The first member here takes
-// the roster from its joined's users. A later one that presence has not brought yet is
+// the roster from its joined's users, and asks for the store's to come after it. A later one that presence has not brought yet is
 // announced to the others here now; its presence from the bridge then changes nothing.
 func (s *Shard) enterRoster(r *room, req *Request, first bool) {
 	if first || r.roster == nil {
@@ -213,6 +218,9 @@ func (s *Shard) enterRoster(r *room, req *Request, first bool) {
 			r.roster[u] = struct{}{}
 		}
 		r.roster[req.User] = struct{}{}
+		// The list is the claim's: presence published after it and before the room's
+		// subscription here, or while the room waited for its state, never came.
+		s.cfg.Remote.WantRoster(r.name)
 		return
 	}
 	if r.setInRoster(req.User, true) {

@@ -14,8 +14,21 @@ import (
 
 // fakeRemote records the syncs a shard asks for; the test answers them.
 type fakeRemote struct {
-	mu    sync.Mutex
-	asked []uint64 // the after of each Sync
+	mu      sync.Mutex
+	asked   []uint64 // the after of each Sync
+	rosters int      // WantRoster calls
+}
+
+func (f *fakeRemote) WantRoster(string) {
+	f.mu.Lock()
+	f.rosters++
+	f.mu.Unlock()
+}
+
+func (f *fakeRemote) rostersWanted() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rosters
 }
 
 func (f *fakeRemote) Sync(room string, after uint64) {
@@ -331,10 +344,15 @@ func heard(t *testing.T, s *Shard, m *sink) []string {
 // again from the store is passed on as the difference to what they were told.
 func TestRemoteRoster(t *testing.T) {
 	t.Parallel()
-	s, _, m := remoteShard(t, 3) // u, told that u and v are in the room
+	s, remote, m := remoteShard(t, 3) // u, told that u and v are in the room
 	deliver(t, s, presence("v", true), presence("x", false), presence("w", true))
 	if err := s.Join(context.Background(), Request{Member: &sink{}, Room: "r", User: "y", Users: []string{"u", "v", "w", "y"}, Reply: make(chan error, 1)}); err != nil {
 		t.Fatal(err)
+	}
+	// The first member here took the roster from its claim and asked for the store's; the
+	// second took nothing from its own list.
+	if n := remote.rostersWanted(); n != 1 {
+		t.Fatalf("%d rosters asked for, want 1", n)
 	}
 	deliver(t, s, presence("y", true), typingEvent("v", true))
 	if !s.TryRoster("r", []string{"u", "w", "y", "z"}) {
