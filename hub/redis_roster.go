@@ -1,11 +1,6 @@
 package hub
 
-import (
-	"maps"
-	"slices"
-
-	"github.com/redis/rueidis"
-)
+import "github.com/redis/rueidis"
 
 // A room's roster, every name its users hold in Redis, is published on the room's channel
 // (an R payload) when a host may have missed presence of the room: presence events a full
@@ -38,13 +33,23 @@ func (b *RedisBridge) WantRoster(room string) {
 	b.mu.Unlock()
 }
 
-// publishRosters publishes the rosters wanted since the last call, in one round trip (the
-// script goes as EVAL: EVALSHA's ExecMulti would load it on every node first); those that
-// fail are wanted again.
+// maxRostersPerRound bounds the rosters published after one heartbeat: a host that starts
+// with many rooms at once sends them over a few rounds instead of in one huge pipeline.
+const maxRostersPerRound = 1024
+
+// publishRosters publishes the rosters wanted since the last call, up to maxRostersPerRound,
+// in one round trip (the script goes as EVAL: EVALSHA's ExecMulti would load it on every
+// node first); those that fail are wanted again.
 func (b *RedisBridge) publishRosters() {
 	b.mu.Lock()
-	rooms := slices.Collect(maps.Keys(b.rosters))
-	clear(b.rosters)
+	rooms := make([]string, 0, min(len(b.rosters), maxRostersPerRound))
+	for room := range b.rosters {
+		if len(rooms) == maxRostersPerRound {
+			break // the rest go after the next heartbeat
+		}
+		rooms = append(rooms, room)
+		delete(b.rosters, room)
+	}
 	b.mu.Unlock()
 	if len(rooms) == 0 {
 		return
