@@ -648,3 +648,27 @@ func TestPruneLeaveSparesNamesClaimedAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestRostersAreBoundedPerRound: a host that wants more rosters than maxRostersPerRound
+// publishes that many after a heartbeat, and the rest after the next.
+func TestRostersAreBoundedPerRound(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	h := newRedisHub(t, r.URL(), "t:", "host-a", func(c *RedisConfig) { c.Heartbeat = time.Hour })
+	b := h.bridge
+	const wanted = maxRostersPerRound + 100
+	for i := range wanted {
+		b.WantRoster(fmt.Sprintf("room%d", i))
+	}
+	left := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.rosters)
+	}
+	for _, want := range []struct{ published, left int }{{maxRostersPerRound, 100}, {wanted, 0}} {
+		b.publishRosters()
+		if got := testutil.ToFloat64(b.metrics.rosters); int(got) != want.published || left() != want.left {
+			t.Fatalf("published %v with %d left, want %d with %d left", got, left(), want.published, want.left)
+		}
+	}
+}
