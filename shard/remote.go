@@ -196,8 +196,10 @@ func (s *Shard) deliver(name string, ev Event) {
 			s.passTyping(r, ev.User, ev.On, ev.Obj)
 		}
 	case EventPresence:
-		if !r.synced || len(r.members) == 0 {
-			return // joins waiting for the room get the user list with their joined
+		if !r.synced || len(r.members) == 0 || r.roster == nil {
+			// Joins waiting for the room get the user list with their joined; members
+			// seated before a reset are on their way out.
+			return
 		}
 		if !ev.On {
 			s.stopTyping(r, ev.User)
@@ -232,8 +234,8 @@ func (s *Shard) enterRoster(r *room, req *Request, first bool) {
 // differ from what they were told, and takes users as r's roster. r may be nil (the room is
 // gone).
 func (s *Shard) reconcileRoster(r *room, users []string) {
-	if r == nil || !r.synced || len(r.members) == 0 {
-		return // nobody here to tell; a join takes the roster from the store
+	if r == nil || !r.synced || len(r.members) == 0 || r.roster == nil {
+		return // nobody here to tell (or only members on their way out after a reset)
 	}
 	now := make(map[string]struct{}, len(users))
 	for _, u := range users {
@@ -334,6 +336,7 @@ func (s *Shard) reset(r *room, reason string) {
 	r.hist = newHistory(r.hist.size)
 	r.typing = nil
 	r.pending = nil
+	r.roster = nil // the next seat takes it from its claim, and asks for the store's
 	r.syncDue = time.Time{}
 	s.requestSync(r, 0)
 }

@@ -173,8 +173,27 @@ func TestRemoteResets(t *testing.T) {
 				defer m.mu.Unlock()
 				return m.kicked == wire.CloseInternal
 			})
-			// The room asks for a fresh state, and a newcomer joins from it.
+			// The room asks for a fresh state, and a newcomer joins from it: it is told the
+			// users of its own claim, not what the members before the reset were told, and
+			// the shard asks for the store's roster again.
 			waitFor(t, func() bool { r := remote.syncs(); return r[len(r)-1] == 0 })
+			newcomer := &sink{}
+			joined := make(chan error, 1)
+			go func() {
+				joined <- s.Join(context.Background(), Request{Member: newcomer, Room: "r", User: "n", Users: []string{"n", "z"}, Reply: make(chan error, 1)})
+			}()
+			if err := s.Synced(context.Background(), "r", RoomState{Epoch: "e9", Seq: 1, Messages: msgs("e9", 1, 1)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-joined; err != nil {
+				t.Fatal(err)
+			}
+			if got := heard(t, s, newcomer); len(got) != 1 || got[0] != "joined:[n z]" {
+				t.Fatalf("the newcomer heard %v, want joined:[n z]", got)
+			}
+			if n := remote.rostersWanted(); n != 2 {
+				t.Fatalf("%d rosters asked for, want 2 (the first member's, the newcomer's)", n)
+			}
 		})
 	}
 }
