@@ -88,8 +88,8 @@ func (s *Shard) TryResync(room string) bool {
 }
 
 // TryRoster hands the shard, without blocking, the users of room on every host as the store
-// holds them, read again because presence for it could not be handed over; the shard tells
-// its members the difference. users must come in the order of the room's events: the bridge
+// holds them, read again because some host may have missed presence of the room (see
+// Remote.WantRoster); the shard tells its members the difference. users must come in the order of the room's events: the bridge
 // reads them in the same step as it publishes them on the room's channel. It reports whether
 // the roster was taken.
 func (s *Shard) TryRoster(room string, users []string) bool {
@@ -211,8 +211,9 @@ func (s *Shard) deliver(name string, ev Event) {
 }
 
 // enterRoster puts the user that req seats in r into the roster. The first member here takes
-// the roster from its joined's users, and asks for the store's to come after it. A later one that presence has not brought yet is
-// announced to the others here now; its presence from the bridge then changes nothing.
+// the roster from its joined's users, and asks for the store's to come after it. A later one
+// that presence has not brought yet is announced to the others here now; its presence from
+// the bridge then changes nothing.
 func (s *Shard) enterRoster(r *room, req *Request, first bool) {
 	if first || r.roster == nil {
 		r.roster = make(map[string]struct{}, len(req.Users)+1)
