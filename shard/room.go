@@ -34,7 +34,8 @@ type room struct {
 	// roster holds, with a bridge, the room's users on every host as the members here were
 	// told them: joined's users, then presence. Presence that would not change it is not
 	// passed on, and a roster read again from the store is passed on as the difference, so
-	// presence lost on the way (a full inbox) is made good.
+	// presence lost on the way (a full inbox, a subscription that came late) is made good.
+	// Nil until the first member here is seated, and again after a reset.
 	roster map[string]struct{}
 }
 
