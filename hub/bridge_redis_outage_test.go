@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/rueidis"
 
 	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/shard"
@@ -670,5 +671,35 @@ func TestRostersAreBoundedPerRound(t *testing.T) {
 		if got := testutil.ToFloat64(b.metrics.rosters); int(got) != want.published || left() != want.left {
 			t.Fatalf("published %v with %d left, want %d with %d left", got, left(), want.published, want.left)
 		}
+	}
+}
+
+// TestPruneAnnouncesLeaves: pruning a dead host takes its names out of its rooms, and the
+// members there hear each leave, once.
+func TestPruneAnnouncesLeaves(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	h := newRedisHub(t, r.URL(), "t:", "host-a", func(c *RedisConfig) { c.Heartbeat = time.Hour })
+	b := h.bridge
+	ctx := context.Background()
+	// host-x held ghost in room r, and died without a word.
+	for _, cmd := range []rueidis.Completed{
+		b.client.B().Hset().Key(b.keys.users("r")).FieldValue().FieldValue("ghost", "host-x").Build(),
+		b.client.B().Sadd().Key(b.keys.nodeRooms("host-x")).Member("r").Build(),
+	} {
+		if err := b.client.Do(ctx, cmd).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := &member{}
+	if j := h.mustJoin(t, alice, "r", "alice"); !slices.Equal(j.Users, []string{"alice", "ghost"}) {
+		t.Fatalf("alice joined with %v", j.Users)
+	}
+	if err := b.prune(ctx, "host-x"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "alice to hear ghost leave", func() bool { return slices.Equal(usersHeard(t, alice), []string{"alice"}) })
+	if n := testutil.ToFloat64(b.metrics.pruned); n != 1 {
+		t.Fatalf("%v users pruned, want 1", n)
 	}
 }

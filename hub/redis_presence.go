@@ -283,6 +283,7 @@ func (b *RedisBridge) prune(ctx context.Context, node string) error {
 				[]string{user, b.args.publish, leave}).Error()
 			if err != nil {
 				b.metrics.errors.WithLabelValues("prune").Inc()
+				b.WantRoster(room) // the name is gone from Redis: a roster announces its leave
 			}
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -195,6 +197,29 @@ func TestRemoteResets(t *testing.T) {
 				t.Fatalf("%d rosters asked for, want 2 (the first member's, the newcomer's)", n)
 			}
 		})
+	}
+}
+
+// TestRemotePresenceAfterReset: after a reset, until a newcomer is seated, the room has no
+// roster: presence and a roster from the bridge reach nobody (the members seated before are
+// on their way out), and nothing breaks.
+func TestRemotePresenceAfterReset(t *testing.T) {
+	t.Parallel()
+	s, remote, m := remoteShard(t, 5)
+	deliver(t, s, msg("e2", 1)) // a new epoch: the room resets
+	waitFor(t, func() bool { r := remote.syncs(); return len(r) == 2 && r[1] == 0 })
+	if err := s.Synced(context.Background(), "r", RoomState{Epoch: "e2", Seq: 1, Messages: msgs("e2", 1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, presence("x", true))
+	if !s.TryRoster("r", []string{"u", "x", "y"}) {
+		t.Fatal("inbox full")
+	}
+	if got := heard(t, s, m); len(got) != 0 {
+		t.Errorf("the member on its way out heard %v", got)
+	}
+	if n := testutil.ToFloat64(s.metrics.panics); n != 0 {
+		t.Fatalf("%v panics", n)
 	}
 }
 
