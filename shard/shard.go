@@ -512,7 +512,7 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 
 	joined := wire.Joined{Ref: req.Ref, Room: r.name, User: req.User, Epoch: r.epoch, Seq: r.seq, Users: req.Users}
 	switch {
-	case s.cfg.Remote != nil:
+	case s.cfg.Remote != nil && r.roster != nil: // nil: a member seated before a reset joins again
 		// Every member here is told the one roster that presence is then measured against:
 		// a later join's own list may hold names whose presence never came here.
 		joined.Users = slices.Sorted(maps.Keys(r.roster))
