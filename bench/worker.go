@@ -123,8 +123,7 @@ func newWorker(spec workerSpec, log *slog.Logger) *worker {
 		w.rooms = append(w.rooms, name)
 		w.prefixes = append(w.prefixes, messagePrefix(name, text))
 	}
-	wl := spec.Workload
-	perRoom := (wl.Users + max(wl.Rooms, 1) - 1) / max(wl.Rooms, 1) // the fullest room
+	perRoom := (spec.Count + spec.Workload.Rooms - 1) / spec.Workload.Rooms // this worker's fullest room
 	w.seen = newSeenMessages(w.rooms, perRoom)
 	hcs := httpClients(spec.SourceIPs, nil)
 	var slow []*http.Client
