@@ -138,7 +138,7 @@ func TestServeProcess(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, name := range []string{"shardchat_connections", "go_goroutines", "process_resident_memory_bytes", `shardchat_shard_inbox_depth{shard="0"}`} {
+	for _, name := range []string{"shardchat_connections", "go_goroutines", "process_resident_memory_bytes", `shardchat_shard_inbox_depth{shard="0"}`, `shardchat_shard_inbox_capacity{shard="0"}`} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name)).Match(body) {
 			t.Errorf("/metrics lacks %s", name)
 		}

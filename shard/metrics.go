@@ -53,11 +53,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// registerShard adds the inbox depth gauge of one shard.
-func (m *Metrics) registerShard(id int, depth func() float64) {
+// registerShard adds the inbox gauges of one shard: its depth, and its capacity, which
+// InboxFor sets by the number of shards, so that an alert can ask how full it is.
+func (m *Metrics) registerShard(id int, capacity int, depth func() float64) {
+	labels := prometheus.Labels{"shard": strconv.Itoa(id)}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "shardchat_shard_inbox_depth",
 		Help:        "Commands waiting in a shard's inbox.",
-		ConstLabels: prometheus.Labels{"shard": strconv.Itoa(id)},
+		ConstLabels: labels,
 	}, depth))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "shardchat_shard_inbox_capacity",
+		Help:        "Commands a shard's inbox holds.",
+		ConstLabels: labels,
+	}, func() float64 { return float64(capacity) }))
 }

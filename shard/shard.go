@@ -213,7 +213,7 @@ func New(cfg Config) *Shard {
 		done:    make(chan struct{}),
 		rooms:   make(map[string]*room),
 	}
-	s.metrics.registerShard(cfg.ID, func() float64 { return float64(len(s.inbox)) })
+	s.metrics.registerShard(cfg.ID, cfg.Inbox, func() float64 { return float64(len(s.inbox)) })
 	return s
 }
 
