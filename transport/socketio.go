@@ -391,9 +391,6 @@ func (o *delivery) add(frame []byte) {
 }
 
 func (p *socketIO) deliverBroadcast(s *session, d *derived, mode sendMode) bool {
-	if mode == sendBestEffort {
-		return s.add(d.frame, sendBestEffort)
-	}
 	o := delivery{s: s, mode: mode}
 	o.add(d.frame)
 	switch d.kind {

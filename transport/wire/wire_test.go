@@ -48,6 +48,7 @@ func TestDecodeValid(t *testing.T) {
 		{`{"type":"history","room":"general"}`, Request{Type: TypeHistory, Room: "general", Limit: DefHistoryLimit}},
 		{seedFrames[7], Request{Type: TypePing, Ref: "5"}},
 		{seedFrames[9], Request{Type: TypeJoin, Room: "r", User: "bob"}},
+		{`{"type":"typing","room":"general","on":false}`, Request{Type: TypeTyping, Room: "general"}},
 		{`{"type":"ping","extra":{"nested":[1,2]},"room":5}`, Request{Type: TypePing}},
 		{`  {"type":"message","room":"a.b-c_d","text":" x "}`, Request{Type: TypeMessage, Room: "a.b-c_d", Text: " x "}},
 	}
@@ -300,6 +301,7 @@ func FuzzDecodePaths(f *testing.F) {
 	for _, s := range seedFrames {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"type":"typing","room":"r","on":false}`))
 	f.Add([]byte(`{"type":"typing","room":"r","on":false,"on":true}`))
 	f.Add([]byte(`{"type":"message","room":"r","text":"a","text":"b"}`))
 	f.Fuzz(func(t *testing.T, frame []byte) {
