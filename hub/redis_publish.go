@@ -137,6 +137,31 @@ func (l *publishLanes) withdraw(room string, o *outgoing) (queued, leads bool) {
 	return false, o.leads
 }
 
+// await waits for the turn of o, a message that queued in room's lane: a batch to run, or
+// its outcome. When ctx ends first, o is withdrawn if it still waits (never sent); a batch it
+// was picked to lead is still answered, since others wait on it, and so is an outcome that
+// came meanwhile: a message that was sent is never reported as not sent.
+func (l *publishLanes) await(ctx context.Context, room string, o *outgoing) publishTurn {
+	select {
+	case turn := <-o.turn:
+		return turn
+	case <-ctx.Done():
+	}
+	queued, leads := l.withdraw(room, o)
+	switch {
+	case queued:
+		return publishTurn{err: ctx.Err()}
+	case leads:
+		return <-o.turn // on its way: the batch it runs for the others
+	}
+	select {
+	case turn := <-o.turn:
+		return turn
+	default:
+		return publishTurn{err: ctx.Err()} // its batch runs; the script drops it if late
+	}
+}
+
 // Publish orders the message in Redis. The sender's copy comes back on the room's channel,
 // with everyone else's.
 func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
@@ -152,23 +177,10 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 	start := time.Now()
 	var turn publishTurn
 	lanes := b.lanesOf(req.Room)
-	if waiting := lanes.enter(req.Room, o); waiting == nil {
+	if queued := lanes.enter(req.Room, o); queued == nil {
 		turn = b.publishBatch(cctx, req.Room, []*outgoing{&o})
 	} else {
-		o := waiting
-		select {
-		case turn = <-o.turn:
-		case <-cctx.Done():
-			queued, leads := lanes.withdraw(req.Room, o)
-			switch {
-			case queued:
-				turn.err = cctx.Err()
-			case leads:
-				turn = <-o.turn // on its way: the batch it runs for the others
-			default:
-				turn.err = cctx.Err() // its batch runs; the script drops it if late
-			}
-		}
+		turn = lanes.await(cctx, req.Room, queued)
 		if turn.lead != nil {
 			ctx, cancel := b.callCtx(b.ctx) // not cctx: the others wait on it too
 			turn = b.publishBatch(ctx, req.Room, turn.lead)

@@ -134,3 +134,46 @@ func TestPublishScriptLateMessages(t *testing.T) {
 		t.Fatalf("texts %v", texts)
 	}
 }
+
+// TestPublishAwait: a sender that stops waiting still runs the batch it was picked to lead
+// (others wait on it), and still takes an outcome that came meanwhile (a message sent is not
+// reported as refused); one that still waits is withdrawn.
+func TestPublishAwait(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 20 { // both of a select's ready cases, in turn
+		var l publishLanes
+		for range maxPublishScripts {
+			l.enter("r", outgoing{})
+		}
+		leader, follower, late := l.enter("r", outgoing{}), l.enter("r", outgoing{}), l.enter("r", outgoing{})
+		batch := l.next("r") // leader and follower; late waits on
+		if len(batch) != 3 {
+			t.Fatalf("a batch of %d, want 3", len(batch))
+		}
+		batch = batch[:2]
+		if queued, _ := l.withdraw("r", late); queued {
+			t.Fatal("a message of a batch withdrawn as still waiting")
+		}
+
+		follower.turn <- publishTurn{sent: true}
+		if turn := l.await(ctx, "r", follower); !turn.sent || turn.err != nil {
+			t.Fatalf("a follower whose message was sent got %+v", turn)
+		}
+		go func() {
+			time.Sleep(time.Millisecond)
+			leader.turn <- publishTurn{lead: batch}
+		}()
+		if turn := l.await(ctx, "r", leader); len(turn.lead) != 2 {
+			t.Fatalf("a leader that stopped waiting got %+v, want its batch", turn)
+		}
+		waiting := l.enter("r", outgoing{})
+		if turn := l.await(ctx, "r", waiting); turn.err == nil {
+			t.Fatalf("a message that still waited got %+v, want an error", turn)
+		}
+		if l.next("r") != nil {
+			t.Fatal("a withdrawn message was still in a batch")
+		}
+	}
+}
