@@ -479,7 +479,9 @@ func (b *RedisBridge) Leave(ctx context.Context, req shard.Request) error {
 // release gives a name back and announces the leave; when Redis cannot be reached, it is
 // tried again on later heartbeats.
 func (b *RedisBridge) release(room, user string) {
-	if err := b.tryRelease(room, user); err != nil {
+	ctx, cancel := b.callCtx(context.Background())
+	defer cancel()
+	if _, err := b.tryRelease(ctx, room, user, b.cfg.Node); err != nil {
 		b.metrics.errors.WithLabelValues("release").Inc()
 		b.mu.Lock()
 		b.retries[roomUser{room: room, user: user}] = struct{}{}
@@ -487,16 +489,16 @@ func (b *RedisBridge) release(room, user string) {
 	}
 }
 
-func (b *RedisBridge) tryRelease(room, user string) error {
-	ctx, cancel := b.callCtx(context.Background())
-	defer cancel()
+// tryRelease gives back user's name in room if node holds it, and announces the leave in the
+// same step; it reports whether node held the name.
+func (b *RedisBridge) tryRelease(ctx context.Context, room, user, node string) (bool, error) {
 	leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
-	err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)},
-		[]string{user, b.cfg.Node, b.args.publish, leave}).Error()
+	released, err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)},
+		[]string{user, node, b.args.publish, leave}).AsInt64()
 	if err != nil {
-		return fmt.Errorf("release %s in room %s: %w", user, room, err)
+		return false, fmt.Errorf("release %s in room %s: %w", user, room, err)
 	}
-	return nil
+	return released == 1, nil
 }
 
 // announce publishes an event on a room's channel, best effort; op names it in the error

@@ -270,20 +270,26 @@ func (b *RedisBridge) prune(ctx context.Context, node string) error {
 		rooms = slices.Compact(rooms)
 	}
 	for _, room := range rooms {
-		gone, err := pruneScript.Exec(ctx, b.client, []string{b.keys.users(room)}, []string{node}).AsStrSlice()
+		holders, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.keys.users(room)).Build()).AsStrMap()
 		if err != nil {
 			b.metrics.errors.WithLabelValues("prune").Inc()
 			failed = fmt.Errorf("prune %s from room %s: %w", node, room, err)
 			continue
 		}
-		for _, user := range gone {
-			b.metrics.pruned.Inc()
-			leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
-			err := pruneLeaveScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)},
-				[]string{user, b.args.publish, leave}).Error()
+		for user, holder := range holders {
+			if holder != node {
+				continue
+			}
+			// As a leave of node's own: only if node still holds the name (it may have been
+			// claimed again since the read), and announced in the same step.
+			released, err := b.tryRelease(ctx, room, user, node)
 			if err != nil {
 				b.metrics.errors.WithLabelValues("prune").Inc()
-				b.WantRoster(room) // the name is gone from Redis: a roster announces its leave
+				failed = fmt.Errorf("prune %s from room %s: %w", node, room, err)
+				continue
+			}
+			if released {
+				b.metrics.pruned.Inc()
 			}
 		}
 	}
@@ -365,7 +371,9 @@ func (b *RedisBridge) retryRelease(r roomUser) bool {
 	if !queued {
 		return true
 	}
-	if err := b.tryRelease(r.room, r.user); err != nil {
+	ctx, cancel := b.callCtx(context.Background())
+	defer cancel()
+	if _, err := b.tryRelease(ctx, r.room, r.user, b.cfg.Node); err != nil {
 		return false
 	}
 	b.mu.Lock()

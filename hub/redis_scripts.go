@@ -191,34 +191,6 @@ redis.call(ARGV[1], KEYS[2], 'R ' .. #names .. '\n' .. table.concat(names, '\n')
 return #names
 `)
 
-// pruneLeaveScript announces the leave of a name pruneScript took out, with ARGV[3], unless
-// the name was claimed again since: its claim announced it back, and a leave after it would
-// be wrong.
-//
-// KEYS: users, channel. ARGV: user, publish command, the leave's payload.
-var pruneLeaveScript = rueidis.NewLuaScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  return 0
-end
-redis.call(ARGV[2], KEYS[2], ARGV[3])
-return 1
-`)
-
-// pruneScript takes every name a node holds out of a room and answers the names.
-//
-// KEYS: users. ARGV: node.
-var pruneScript = rueidis.NewLuaScript(`
-local all = redis.call('HGETALL', KEYS[1])
-local gone = {}
-for i = 1, #all, 2 do
-  if all[i + 1] == ARGV[1] then
-    redis.call('HDEL', KEYS[1], all[i])
-    gone[#gone + 1] = all[i]
-  end
-end
-return gone
-`)
-
 // heartbeatScript keeps a node alive until now (Redis' clock) plus ARGV[2] ms, and answers
 // whether the node's time had run out before (1: missing, retired by another host, or marked
 // dead after a failed prune; a new node too), the live nodes, the nodes whose time ran out,
