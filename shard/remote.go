@@ -216,7 +216,7 @@ func (s *Shard) deliver(name string, ev Event) {
 // the bridge then changes nothing.
 func (s *Shard) enterRoster(r *room, req *Request, first bool) {
 	if first || r.roster == nil {
-		r.roster = make(map[string]struct{}, len(req.Users)+1)
+		r.roster, r.rosterSorted = make(map[string]struct{}, len(req.Users)+1), nil
 		for _, u := range req.Users {
 			r.roster[u] = struct{}{}
 		}
@@ -257,7 +257,7 @@ func (s *Shard) reconcileRoster(r *room, users []string) {
 	}
 	slices.Sort(gone)
 	for _, u := range gone {
-		delete(r.roster, u)
+		r.setInRoster(u, false)
 		s.stopTyping(r, u)
 		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceLeave), u)
 	}
@@ -337,7 +337,7 @@ func (s *Shard) reset(r *room, reason string) {
 	r.hist = newHistory(r.hist.size)
 	r.typing = nil
 	r.pending = nil
-	r.roster = nil // the next seat takes it from its claim, and asks for the store's
+	r.roster, r.rosterSorted = nil, nil // the next seat takes it from its claim, and asks for the store's
 	r.syncDue = time.Time{}
 	s.requestSync(r, 0)
 }

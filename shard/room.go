@@ -3,6 +3,7 @@ package shard
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"maps"
 	"slices"
 	"time"
 )
@@ -37,6 +38,8 @@ type room struct {
 	// presence lost on the way (a full inbox, a subscription that came late) is made good.
 	// Nil until the first member here is seated, and again after a reset.
 	roster map[string]struct{}
+	// rosterSorted is roster's names, sorted, for joined; nil when roster changed since.
+	rosterSorted []string
 }
 
 type seat struct {
@@ -127,5 +130,15 @@ func (r *room) setInRoster(user string, in bool) bool {
 	default:
 		delete(r.roster, user)
 	}
+	r.rosterSorted = nil
 	return true
+}
+
+// rosterNames is r's roster, sorted: sorted once for every join until the roster changes
+// (a join storm into a big room would sort it once a join on the shard goroutine).
+func (r *room) rosterNames() []string {
+	if r.rosterSorted == nil {
+		r.rosterSorted = slices.Sorted(maps.Keys(r.roster))
+	}
+	return r.rosterSorted
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -515,7 +514,7 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 	case s.cfg.Remote != nil && r.roster != nil: // nil: a member seated before a reset joins again
 		// Every member here is told the one roster that presence is then measured against:
 		// a later join's own list may hold names whose presence never came here.
-		joined.Users = slices.Sorted(maps.Keys(r.roster))
+		joined.Users = r.rosterNames()
 	case joined.Users == nil:
 		joined.Users = r.users()
 	}
