@@ -140,7 +140,11 @@ type RedisBridge struct {
 	held    map[roomUser]shard.Member // the names this host's members hold, by room
 	retries map[roomUser]struct{}     // releases (and their leaves) that failed, tried again on heartbeats
 	resyncs map[string]struct{}
-	rosters map[string]struct{} // rooms whose roster is to be read again (WantRoster)
+
+	// Guarded by rostersMu, a lock of their own: shards take it (WantRoster), and must not
+	// wait behind mu's longer holders.
+	rostersMu sync.Mutex
+	rosters   map[string]struct{} // rooms whose roster is to be published (WantRoster)
 
 	closeOnce sync.Once
 }

@@ -599,9 +599,9 @@ func TestRedisLostPresenceIsReread(t *testing.T) {
 
 // rostersSettled reports whether h has published a roster and wants none now.
 func rostersSettled(h *redisHub) bool {
-	h.bridge.mu.Lock()
+	h.bridge.rostersMu.Lock()
 	wanted := len(h.bridge.rosters)
-	h.bridge.mu.Unlock()
+	h.bridge.rostersMu.Unlock()
 	return wanted == 0 && testutil.ToFloat64(h.bridge.metrics.rosters) >= 1
 }
 

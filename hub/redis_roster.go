@@ -26,11 +26,11 @@ func (b *RedisBridge) deliverRoster(room, payload string) {
 }
 
 // WantRoster has the room's roster published after the next heartbeat. It never blocks for
-// long: it runs in rueidis' receive loop too.
+// long: shards call it (shard.Remote), and rueidis' receive loop.
 func (b *RedisBridge) WantRoster(room string) {
-	b.mu.Lock()
+	b.rostersMu.Lock()
 	b.rosters[room] = struct{}{}
-	b.mu.Unlock()
+	b.rostersMu.Unlock()
 }
 
 // maxRostersPerRound bounds the rosters published after one heartbeat: a host that starts
@@ -41,7 +41,7 @@ const maxRostersPerRound = 1024
 // in one round trip (the script goes as EVAL: EVALSHA's ExecMulti would load it on every
 // node first); those that fail are wanted again.
 func (b *RedisBridge) publishRosters() {
-	b.mu.Lock()
+	b.rostersMu.Lock()
 	rooms := make([]string, 0, min(len(b.rosters), maxRostersPerRound))
 	for room := range b.rosters {
 		if len(rooms) == maxRostersPerRound {
@@ -50,7 +50,7 @@ func (b *RedisBridge) publishRosters() {
 		rooms = append(rooms, room)
 		delete(b.rosters, room)
 	}
-	b.mu.Unlock()
+	b.rostersMu.Unlock()
 	if len(rooms) == 0 {
 		return
 	}
