@@ -19,7 +19,8 @@ import (
 type Config struct {
 	// Shards is the number of shard goroutines. Default runtime.GOMAXPROCS(0).
 	Shards int
-	// Shard is the configuration of every shard; its ID, Logger and Metrics are set by the hub.
+	// Shard is the configuration of every shard; its ID, Logger and Metrics are set by the hub,
+	// and an Inbox of zero means shard.InboxFor(Shards), not shard.Config's own default.
 	Shard shard.Config
 	// NewBridge builds the bridge between hosts. Default NewMemoryBridge: one host.
 	// A bridge that implements shard.Remote orders messages for the shards.
