@@ -52,10 +52,12 @@ func decode(frame []byte, fast bool) (Request, *Error) {
 	}
 	var raw rawRequest
 	var err error
-	var flat flatRequest
-	if fast && scanFlat(frame, &flat) {
-		raw = flat.raw()
-	} else {
+	var flat flatRequest // what raw's pointers point at, when scanFlat read the frame
+	ok := false
+	if fast {
+		raw, ok = scanFlat(frame, &flat)
+	}
+	if !ok {
 		raw, err = decodeJSON(frame)
 	}
 	if raw.Ref != nil && len(*raw.Ref) <= MaxRef {

@@ -8,65 +8,32 @@ package wire
 // another case) it leaves to encoding/json, and FuzzDecodePaths holds the two to the same
 // answers.
 
-// flatRequest is what scanFlat read: the fields of a flat client object, and which were there.
+// flatRequest holds the values scanFlat read, for the pointers of rawRequest.
 type flatRequest struct {
 	typ, ref, room, user, text string
 	on                         bool
-	has                        flatFields
 }
 
-// flatFields marks the fields a flat object held.
-type flatFields uint8
-
-const (
-	hasType flatFields = 1 << iota
-	hasRef
-	hasRoom
-	hasUser
-	hasText
-	hasOn
-)
-
-// raw gives the fields read as rawRequest gives encoding/json's: a pointer for each field
-// that was there.
-func (f *flatRequest) raw() rawRequest {
-	return rawRequest{
-		Type: present(f, hasType, &f.typ),
-		Ref:  present(f, hasRef, &f.ref),
-		Room: present(f, hasRoom, &f.room),
-		User: present(f, hasUser, &f.user),
-		Text: present(f, hasText, &f.text),
-		On:   present(f, hasOn, &f.on),
-	}
-}
-
-// present is v when f held the field marked field, else nil.
-func present[T any](f *flatRequest, field flatFields, v *T) *T {
-	if f.has&field == 0 {
-		return nil
-	}
-	return v
-}
-
-// scanFlat reads a flat client object (see above) into f and reports whether it could; when
-// it could not, f is to be ignored. frame must be valid UTF-8.
-func scanFlat(frame []byte, f *flatRequest) bool {
+// scanFlat reads a flat client object (see above), its values into f, and answers the fields
+// it held as encoding/json would (pointers into f), and whether it could; when it could not,
+// both are to be ignored. frame must be valid UTF-8.
+func scanFlat(frame []byte, f *flatRequest) (raw rawRequest, ok bool) {
 	i := skipSpace(frame, 0)
 	if i == len(frame) || frame[i] != '{' {
-		return false
+		return raw, false
 	}
 	i = skipSpace(frame, i+1)
 	if i < len(frame) && frame[i] == '}' {
-		return skipSpace(frame, i+1) == len(frame)
+		return raw, skipSpace(frame, i+1) == len(frame)
 	}
 	for {
-		key, next, ok := scanPlainString(frame, i)
-		if !ok {
-			return false
+		key, next, okKey := scanPlainString(frame, i)
+		if !okKey {
+			return raw, false
 		}
 		i = skipSpace(frame, next)
 		if i == len(frame) || frame[i] != ':' {
-			return false
+			return raw, false
 		}
 		i = skipSpace(frame, i+1)
 		if string(key) == "on" {
@@ -76,54 +43,43 @@ func scanFlat(frame []byte, f *flatRequest) bool {
 			case hasLiteral(frame, i, "false"):
 				f.on, i = false, i+5
 			default:
-				return false
+				return raw, false
 			}
-			f.has |= hasOn
+			raw.On = &f.on
 		} else {
-			value, next, ok := scanPlainString(frame, i)
-			if !ok {
-				return false
+			value, next, okValue := scanPlainString(frame, i)
+			if !okValue {
+				return raw, false
 			}
 			i = next
-			if string(key) == "type" {
-				f.typ = requestType(value)
-				f.has |= hasType
-			} else if dst, field := f.stringField(key); dst != nil {
-				*dst = string(value)
-				f.has |= field
-			} else {
-				return false
+			switch string(key) {
+			case "type":
+				f.typ, raw.Type = requestType(value), &f.typ
+			case "ref":
+				f.ref, raw.Ref = string(value), &f.ref
+			case "room":
+				f.room, raw.Room = string(value), &f.room
+			case "user":
+				f.user, raw.User = string(value), &f.user
+			case "text":
+				f.text, raw.Text = string(value), &f.text
+			default:
+				return raw, false
 			}
 		}
 		i = skipSpace(frame, i)
 		if i == len(frame) {
-			return false
+			return raw, false
 		}
 		switch frame[i] {
 		case ',':
 			i = skipSpace(frame, i+1)
 		case '}':
-			return skipSpace(frame, i+1) == len(frame)
+			return raw, skipSpace(frame, i+1) == len(frame)
 		default:
-			return false
+			return raw, false
 		}
 	}
-}
-
-// stringField is where the value of key goes, and its mark in has; nil for a key that is
-// not one of the flat string fields but type.
-func (f *flatRequest) stringField(key []byte) (*string, flatFields) {
-	switch string(key) {
-	case "ref":
-		return &f.ref, hasRef
-	case "room":
-		return &f.room, hasRoom
-	case "user":
-		return &f.user, hasUser
-	case "text":
-		return &f.text, hasText
-	}
-	return nil, 0
 }
 
 // requestType is value as a string, the constant itself for the types there are, so that

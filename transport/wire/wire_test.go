@@ -289,7 +289,7 @@ func TestScanFlat(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var f flatRequest
-		if got := scanFlat([]byte(tc.frame), &f); got != tc.flat {
+		if _, got := scanFlat([]byte(tc.frame), &f); got != tc.flat {
 			t.Errorf("scanFlat(%s) = %v, want %v", tc.frame, got, tc.flat)
 		}
 	}
