@@ -89,9 +89,9 @@ func (s *Shard) TryResync(room string) bool {
 
 // TryRoster hands the shard, without blocking, the users of room on every host as the store
 // holds them, read again because some host may have missed presence of the room (see
-// Remote.WantRoster); the shard tells its members the difference. users must come in the order of the room's events: the bridge
-// reads them in the same step as it publishes them on the room's channel. It reports whether
-// the roster was taken.
+// Remote.WantRoster); the shard tells its members the difference. users must come in the
+// order of the room's events: the bridge reads them in the same step as it publishes them on
+// the room's channel. It reports whether the roster was taken.
 func (s *Shard) TryRoster(room string, users []string) bool {
 	select {
 	case s.inbox <- command{op: opRoster, Request: Request{Room: room, Users: users}}:
