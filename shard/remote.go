@@ -68,7 +68,7 @@ const maxPending = 4096
 // (TryResync) once the shard has room again.
 func (s *Shard) TryDeliver(room string, ev Event) bool {
 	select {
-	case s.inbox <- command{op: opDeliver, Request: Request{Room: room}, event: ev}:
+	case s.inbox <- command{op: opDeliver, Request: Request{Room: room}, event: &ev}:
 		return true
 	default:
 		return false

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -562,6 +563,16 @@ func TestFanoutAllocations(t *testing.T) {
 	}
 	if one > 1 {
 		t.Errorf("a message allocates %v times, want 1 (its encoding, shared by the members and the history)", one)
+	}
+}
+
+// TestCommandSize: a command is copied whole into an inbox that holds thousands, all resident
+// once the ring has gone round, so a field that makes it bigger must say so here (and in
+// InboxFor's doc).
+func TestCommandSize(t *testing.T) {
+	t.Parallel()
+	if got := unsafe.Sizeof(command{}); got > 176 {
+		t.Errorf("a command is %d bytes, want at most 176: pass a rarely used field by pointer", got)
 	}
 }
 
