@@ -2,12 +2,12 @@ package bench
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
+	"github.com/shardchat/shardchat/internal/jsonscan"
 	"github.com/shardchat/shardchat/transport/wire"
 )
 
@@ -76,7 +76,7 @@ func TestScanObject(t *testing.T) {
 			var o object
 			err := scanObject([]byte(tt.line), &o)
 			if tt.err {
-				if err == nil || !errors.Is(err, errSyntax) {
+				if err == nil || !errors.Is(err, jsonscan.ErrUnexpected) {
 					t.Fatalf("scanObject(%q) = %v, want a syntax error", tt.line, err)
 				}
 				return
@@ -222,28 +222,6 @@ func BenchmarkScanObject(b *testing.B) {
 			}
 		}
 	})
-}
-
-// TestHasSpecial holds the word-at-a-time test to the byte table: every byte value, at every
-// position of a word of plain bytes, and next to bytes past ASCII (which must neither hide a
-// special byte nor pass for one).
-func TestHasSpecial(t *testing.T) {
-	t.Parallel()
-	for _, filler := range []byte{'a', 0x7f, 0x80, 0xff} {
-		for pos := range 8 {
-			for c := range 256 {
-				var w [8]byte
-				for i := range w {
-					w[i] = filler
-				}
-				w[pos] = byte(c)
-				want := stringSpecial[c] || stringSpecial[filler]
-				if got := hasSpecial(binary.LittleEndian.Uint64(w[:])); got != want {
-					t.Fatalf("hasSpecial(% x) = %v, want %v", w, got, want)
-				}
-			}
-		}
-	}
 }
 
 // TestScanMessageFastPath: the messages the server writes take scanMessage's fast path (the

@@ -316,13 +316,21 @@ func FuzzDecodePaths(f *testing.F) {
 // BenchmarkDecode: a message object on the fast path, and through encoding/json (the
 // control).
 func BenchmarkDecode(b *testing.B) {
-	frame := []byte(`{"type":"message","room":"general","text":"hello there, how is everyone doing today?","ref":"c-17"}`)
-	for _, fast := range []bool{true, false} {
-		b.Run(map[bool]string{true: "fast", false: "encoding-json"}[fast], func(b *testing.B) {
+	short := `{"type":"message","room":"general","text":"hello there, how is everyone doing today?","ref":"c-17"}`
+	long := strings.Replace(short, "hello there", strings.Repeat("a line of chat ", 60), 1) // about 1 KB
+	for _, bc := range []struct {
+		name  string
+		frame []byte
+		fast  bool
+	}{
+		{"fast", []byte(short), true}, {"fast-1KB", []byte(long), true},
+		{"encoding-json", []byte(short), false}, {"encoding-json-1KB", []byte(long), false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
-			b.SetBytes(int64(len(frame)))
+			b.SetBytes(int64(len(bc.frame)))
 			for b.Loop() {
-				if _, err := decode(frame, fast); err != nil {
+				if _, err := decode(bc.frame, bc.fast); err != nil {
 					b.Fatal(err)
 				}
 			}
