@@ -25,7 +25,7 @@ const (
 type roomTrack struct {
 	joinSeq uint64              // the room's seq in joined: later seqs are expected
 	next    uint64              // the lowest seq after joinSeq not received yet
-	maxSeen uint64              // the highest seq received, or joinSeq
+	maxSeq  uint64              // the highest seq received, or joinSeq
 	ahead   map[uint64]struct{} // received seqs above next; nil while there is no gap
 
 	delivered  int64 // distinct expected seqs received
@@ -34,7 +34,7 @@ type roomTrack struct {
 }
 
 func newRoomTrack(joinSeq uint64) roomTrack {
-	return roomTrack{joinSeq: joinSeq, next: joinSeq + 1, maxSeen: joinSeq}
+	return roomTrack{joinSeq: joinSeq, next: joinSeq + 1, maxSeq: joinSeq}
 }
 
 // receive records one delivery of seq.
@@ -63,11 +63,11 @@ func (t *roomTrack) receive(seq uint64) receipt {
 		t.ahead[seq] = struct{}{}
 	}
 	t.delivered++
-	if seq < t.maxSeen {
+	if seq < t.maxSeq {
 		t.outOfOrder++
 		return receiptLate
 	}
-	t.maxSeen = seq
+	t.maxSeq = seq
 	return receiptNew
 }
 

@@ -263,7 +263,7 @@ func (c *client) handleFrame(st *frameState, frame []byte) {
 	if n := c.track.delivered - before; n > 0 {
 		c.delivered.Add(n)
 		c.contiguous.Store(c.track.next - 1)
-		c.maxSeq.Store(c.track.maxSeen)
+		c.maxSeq.Store(c.track.maxSeq)
 	}
 }
 

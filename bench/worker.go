@@ -475,7 +475,7 @@ func (w *worker) tally() tally {
 		tr := &c.track
 		t.Members[c.room]++
 		t.JoinSeqSum[c.room] += c.joinSeq
-		t.MaxSeq[c.room] = max(t.MaxSeq[c.room], tr.maxSeen)
+		t.MaxSeq[c.room] = max(t.MaxSeq[c.room], tr.maxSeq)
 		t.Delivered += tr.delivered
 		t.Duplicated += tr.duplicated
 		t.OutOfOrder += tr.outOfOrder

@@ -48,9 +48,9 @@ type outgoing struct {
 // publishTurn is a sender's turn: the batch to run, or the message's outcome: sent, or not
 // (Redis found it late, or the call failed with err).
 type publishTurn struct {
-	lead []*outgoing
-	sent bool
-	err  error
+	batch []*outgoing // the batch this sender is to run
+	sent  bool
+	err   error
 }
 
 // publishLanes are the rooms that have publish scripts under way from this host, with the
@@ -181,9 +181,9 @@ func (b *RedisBridge) Publish(ctx context.Context, req shard.Request) error {
 		turn = b.publishBatch(cctx, req.Room, []*outgoing{&o})
 	} else {
 		turn = lanes.await(cctx, req.Room, queued)
-		if turn.lead != nil {
+		if turn.batch != nil {
 			ctx, cancel := b.callCtx(b.ctx) // not cctx: the others wait on it too
-			turn = b.publishBatch(ctx, req.Room, turn.lead)
+			turn = b.publishBatch(ctx, req.Room, turn.batch)
 			cancel()
 		}
 	}
@@ -222,7 +222,7 @@ func (b *RedisBridge) publishBatch(ctx context.Context, room string, batch []*ou
 	}
 	b.metrics.publishBatchSize.Observe(float64(len(batch)))
 	if next := b.lanesOf(room).next(room); next != nil {
-		next[0].turn <- publishTurn{lead: next}
+		next[0].turn <- publishTurn{batch: next}
 	}
 	outcome := func(i int) publishTurn {
 		switch {

@@ -163,9 +163,9 @@ func TestPublishAwait(t *testing.T) {
 		}
 		go func() {
 			time.Sleep(time.Millisecond)
-			leader.turn <- publishTurn{lead: batch}
+			leader.turn <- publishTurn{batch: batch}
 		}()
-		if turn := l.await(ctx, "r", leader); len(turn.lead) != 2 {
+		if turn := l.await(ctx, "r", leader); len(turn.batch) != 2 {
 			t.Fatalf("a leader that stopped waiting got %+v, want its batch", turn)
 		}
 		waiting := l.enter("r", outgoing{})
