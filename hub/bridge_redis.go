@@ -687,8 +687,9 @@ func (b *RedisBridge) deliver(room, payload string) {
 		b.deliverRoster(room, payload)
 		return
 	}
-	var one [1]shard.Event // most payloads hold one event
-	evs, err := parsePayload(payload, one[:0])
+	// The shards keep pointers into evs: one allocation for the payload's events, however
+	// many (a publish script's payload holds up to 128).
+	evs, err := parsePayload(payload, nil)
 	if err != nil {
 		b.metrics.errors.WithLabelValues("payload").Inc()
 		b.resync(room)
@@ -696,8 +697,8 @@ func (b *RedisBridge) deliver(room, payload string) {
 		return
 	}
 	sh := b.local.Shard(room)
-	for i, ev := range evs {
-		if !sh.TryDeliver(room, ev) {
+	for i := range evs {
+		if !sh.TryDeliver(room, &evs[i]) {
 			lost := evs[i:]
 			b.metrics.handoffDropped.Add(float64(len(lost)))
 			if slices.ContainsFunc(lost, func(ev shard.Event) bool { return ev.Kind == shard.EventMessage }) {

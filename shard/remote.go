@@ -64,11 +64,15 @@ const syncRetryAfterError = time.Second
 const maxPending = 4096
 
 // TryDeliver hands the shard an event of room without blocking, and reports whether it was
-// taken. An event that was not taken leaves a gap that the caller must have the shard fill
-// (TryResync) once the shard has room again.
-func (s *Shard) TryDeliver(room string, ev Event) bool {
+// taken. An event that was taken is the shard's: the caller must not change it. An event
+// that was not taken leaves a gap that the caller must have the shard fill (TryResync) once
+// the shard has room again.
+//
+// The event goes by pointer, which keeps the inbox's commands small (see command): a caller
+// with several events hands in pointers into one slice, one allocation for them all.
+func (s *Shard) TryDeliver(room string, ev *Event) bool {
 	select {
-	case s.inbox <- command{op: opDeliver, Request: Request{Room: room}, event: &ev}:
+	case s.inbox <- command{op: opDeliver, Request: Request{Room: room}, event: ev}:
 		return true
 	default:
 		return false

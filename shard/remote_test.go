@@ -86,8 +86,8 @@ func remoteShard(t *testing.T, base uint64) (*Shard, *fakeRemote, *sink) {
 
 func deliver(t *testing.T, s *Shard, evs ...Event) {
 	t.Helper()
-	for _, ev := range evs {
-		if !s.TryDeliver("r", ev) {
+	for i := range evs {
+		if !s.TryDeliver("r", &evs[i]) {
 			t.Fatal("inbox full")
 		}
 	}
