@@ -85,7 +85,7 @@ func scanMessage(line []byte, o *object) bool {
 		return false
 	}
 	s := jsonscan.Scanner{Line: line, Pos: len(serverMessageStart)}
-	room, escaped, ascii, err := s.String()
+	room, escaped, ascii, err := s.Quoted()
 	if err != nil || escaped || !ascii || !s.Lit(`,"seq":`) {
 		return false
 	}
@@ -93,10 +93,10 @@ func scanMessage(line []byte, o *object) bool {
 	if err != nil || !s.Lit(`,"user":`) {
 		return false
 	}
-	if _, _, _, err := s.String(); err != nil || !s.Lit(`,"text":`) {
+	if _, _, _, err := s.Quoted(); err != nil || !s.Lit(`,"text":`) {
 		return false
 	}
-	if _, _, _, err := s.String(); err != nil || !s.Lit(`,"ts":`) {
+	if _, _, _, err := s.Quoted(); err != nil || !s.Lit(`,"ts":`) {
 		return false
 	}
 	if err := s.Number(); err != nil {
@@ -104,7 +104,7 @@ func scanMessage(line []byte, o *object) bool {
 	}
 	var ref []byte
 	if s.Lit(`,"ref":`) {
-		if ref, escaped, ascii, err = s.String(); err != nil || escaped || !ascii {
+		if ref, escaped, ascii, err = s.Quoted(); err != nil || escaped || !ascii {
 			return false
 		}
 	}
@@ -162,7 +162,7 @@ func (o *object) value(s *jsonscan.Scanner, key []byte) error {
 // buffer.
 func (o *object) str(s *jsonscan.Scanner) ([]byte, error) {
 	open := s.Pos
-	body, escaped, ascii, err := s.String()
+	body, escaped, ascii, err := s.Quoted()
 	if err != nil || !escaped && ascii {
 		return body, err
 	}

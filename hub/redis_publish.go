@@ -36,10 +36,10 @@ const maxPublishScripts = 2
 type outgoing struct {
 	head, tail, user, deadline string // static after construction
 
-	// turn tells the sender what to do next: run a batch (lead), or take its outcome. It is
-	// made under the lanes' mu when the message queues, before any other goroutine sees the
-	// message, and then only sent on (once) and received from. It holds one turn, so that a
-	// sender who stopped waiting blocks no one.
+	// turn tells the sender what to do next: run a batch (publishTurn.batch), or take its
+	// outcome. It is made under the lanes' mu when the message queues, before any other
+	// goroutine sees the message, and then only sent on (once) and received from. It holds
+	// one turn, so that a sender who stopped waiting blocks no one.
 	turn chan publishTurn
 
 	leads bool // guarded by the lanes' mu: the message was picked to run the next batch

@@ -74,9 +74,10 @@ const (
 )
 
 // InboxFor is the Inbox for each of shards shards: 8,192 commands shared out, at least 1,024
-// and at most 4,096 each. A command is 176 bytes, and a shard's inbox, once its ring
-// has gone round, is resident and scanned by the garbage collector whole: 704 KiB a shard at
-// 4,096, which would be 44 MiB on a 64-core host, where each shard carries a 64th of the load.
+// and at most 4,096 each. A command is 176 bytes (TestCommandSize), and a shard's inbox, once
+// its ring has gone round, is resident and scanned by the garbage collector whole: 704 KiB a
+// shard at 4,096. At 4,096 each, a 64-core host would hold 44 MiB of inboxes, each shard
+// carrying a 64th of the load; shared out, it holds 11 MiB (1,024 each).
 func InboxFor(shards int) int {
 	return min(maxInbox, max(minInbox, inboxTotal/max(shards, 1)))
 }

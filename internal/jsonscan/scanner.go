@@ -20,7 +20,8 @@ const MaxDepth = 10000
 var ErrUnexpected = errors.New("unexpected JSON")
 
 // Scanner walks one line of JSON: Pos is the index in Line of the next byte to read. Its
-// methods step over what they read and, when they fail, leave Pos where the fault is.
+// methods step over what they read and, when they fail, leave Pos where the fault is. A
+// Scanner is a cursor for one goroutine; it holds nothing but Line and Pos.
 type Scanner struct {
 	Line []byte
 	Pos  int
@@ -82,11 +83,31 @@ func (s *Scanner) End() error {
 	return nil
 }
 
-// String reads the string that comes next. body is what lies between its quotes; escaped
+// Plain reads the string that comes next when it holds no escape and no control character,
+// and reports whether it could: body is what lies between its quotes. It is Quoted's fast
+// path for strings known to be short, such as keys: small enough to be inlined, byte by
+// byte, and it leaves Pos alone when it cannot.
+func (s *Scanner) Plain() (body []byte, ok bool) {
+	if s.Pos >= len(s.Line) || s.Line[s.Pos] != '"' {
+		return nil, false
+	}
+	for j := s.Pos + 1; j < len(s.Line); j++ {
+		switch c := s.Line[j]; {
+		case c == '"':
+			body, s.Pos = s.Line[s.Pos+1:j], j+1
+			return body, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// Quoted reads the string that comes next. body is what lies between its quotes; escaped
 // reports a backslash in it (body is then not the value: the quoted string, from the byte at
 // the Pos before the call, is for encoding/json), and ascii that no byte of body is past
 // ASCII (else only a check of its UTF-8 stands between body and the value).
-func (s *Scanner) String() (body []byte, escaped, ascii bool, err error) {
+func (s *Scanner) Quoted() (body []byte, escaped, ascii bool, err error) {
 	if !s.Eat('"') {
 		return nil, false, false, s.Fail("want a string")
 	}
@@ -251,7 +272,7 @@ func (s *Scanner) digits() int {
 func (s *Scanner) Skip(depth int) error {
 	switch c := s.Peek(); {
 	case c == '"':
-		_, _, _, err := s.String()
+		_, _, _, err := s.Quoted()
 		return err
 	case c == '{', c == '[':
 		if depth >= MaxDepth {
@@ -281,7 +302,7 @@ func (s *Scanner) container(depth int) error {
 	for {
 		s.Space()
 		if object {
-			if _, _, _, err := s.String(); err != nil {
+			if _, _, _, err := s.Quoted(); err != nil {
 				return err
 			}
 			s.Space()

@@ -31,9 +31,9 @@ func TestHasSpecial(t *testing.T) {
 	}
 }
 
-// TestString: what String answers of each kind of string, past the eight-byte loop and
-// within it, and where it leaves Pos.
-func TestString(t *testing.T) {
+// TestQuoted: what Quoted answers of each kind of string, past the eight-byte loop and
+// within it, and where it leaves Pos; and Plain, its fast path, on the same strings.
+func TestQuoted(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("abcdefgh", 3)
 	for _, tc := range []struct {
@@ -61,50 +61,83 @@ func TestString(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := Scanner{Line: []byte(tc.line)}
-			body, escaped, ascii, err := s.String()
+			body, escaped, ascii, err := s.Quoted()
 			if tc.err {
 				if !errors.Is(err, ErrUnexpected) {
-					t.Fatalf("String(%q) = %v, want an error", tc.line, err)
+					t.Fatalf("Quoted(%q) = %v, want an error", tc.line, err)
+				}
+				p := Scanner{Line: []byte(tc.line)}
+				if _, ok := p.Plain(); ok || p.Pos != 0 {
+					t.Errorf("Plain(%q) took it (Pos %d), want a refusal that leaves Pos at 0", tc.line, p.Pos)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("String(%q): %v", tc.line, err)
+				t.Fatalf("Quoted(%q): %v", tc.line, err)
 			}
 			if string(body) != tc.body || escaped != tc.escaped || ascii != tc.ascii {
-				t.Errorf("String(%q) = %q, escaped %v, ascii %v; want %q, %v, %v", tc.line, body, escaped, ascii, tc.body, tc.escaped, tc.ascii)
+				t.Errorf("Quoted(%q) = %q, escaped %v, ascii %v; want %q, %v, %v", tc.line, body, escaped, ascii, tc.body, tc.escaped, tc.ascii)
 			}
 			if want := len(tc.body) + 2; s.Pos != want {
-				t.Errorf("String(%q) left Pos at %d, want %d", tc.line, s.Pos, want)
+				t.Errorf("Quoted(%q) left Pos at %d, want %d", tc.line, s.Pos, want)
+			}
+			p := Scanner{Line: []byte(tc.line)}
+			plain, ok := p.Plain()
+			if ok != !tc.escaped || ok && (string(plain) != tc.body || p.Pos != len(tc.body)+2) {
+				t.Errorf("Plain(%q) = %q, %v, Pos %d; want %q, %v, Pos %d", tc.line, plain, ok, p.Pos, tc.body, !tc.escaped, len(tc.body)+2)
 			}
 		})
 	}
 }
 
-// TestUint: unsigned integers up to 64 bits, and nothing else.
+// TestUint: unsigned integers up to 64 bits, and nothing else; Pos after the number read.
 func TestUint(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		line string
 		want uint64
+		pos  int
 		err  bool
 	}{
-		{line: "0"}, {line: "42", want: 42}, {line: "18446744073709551615", want: 1<<64 - 1},
+		{line: "0", pos: 1}, {line: "42", want: 42, pos: 2}, {line: "18446744073709551615", want: 1<<64 - 1, pos: 20},
 		{line: "18446744073709551616", err: true}, {line: "-1", err: true}, {line: "1.5", err: true},
-		{line: "1e2", err: true}, {line: "01", want: 0}, {line: "x", err: true},
+		{line: "1e2", err: true}, {line: "x", err: true},
+		{line: "01", want: 0, pos: 1}, // a number ends at a leading zero: the caller sees the 1 next
+		{line: "7,", want: 7, pos: 1},
 	} {
-		s := Scanner{Line: []byte(tc.line)}
-		got, err := s.Uint()
-		if tc.err != (err != nil) || got != tc.want {
-			t.Errorf("Uint(%q) = %d, %v; want %d, error %v", tc.line, got, err, tc.want, tc.err)
-		}
+		t.Run(tc.line, func(t *testing.T) {
+			t.Parallel()
+			s := Scanner{Line: []byte(tc.line)}
+			got, err := s.Uint()
+			if tc.err {
+				if !errors.Is(err, ErrUnexpected) {
+					t.Fatalf("Uint(%q) = %d, %v; want an error", tc.line, got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want || s.Pos != tc.pos {
+				t.Errorf("Uint(%q) = %d, %v, Pos %d; want %d, Pos %d", tc.line, got, err, s.Pos, tc.want, tc.pos)
+			}
+		})
 	}
 }
 
-// FuzzSkip holds Skip to encoding/json: a line that is one JSON value and white space is
-// exactly a line json.Valid accepts, and a string's answers agree with json.Unmarshal.
+// FuzzSkip holds the scanner to encoding/json: a line that is one JSON value and white space
+// is exactly a line json.Valid accepts; a string's body is its value whenever it has no
+// escape and is valid UTF-8 (ascii then says whether it is all ASCII); and Plain takes
+// exactly the strings without escapes, as Quoted reads them.
 func FuzzSkip(f *testing.F) {
-	for _, s := range []string{`{}`, `[]`, `{"a":[1,-2.5e3,true,false,null,"x\u00e9\n"]}`, `"é"`, "\"\xff\"", ` 0 `, `01`, `[1,]`, `{"a" 1}`, `-`, `1.`, `1e`, `"\ud800"`, `nul`, `[[[[]]]]`} {
+	for _, s := range []string{
+		// Protocol lines, as clients and the server write them (PROTOCOL.md).
+		`{"type":"join","room":"general","user":"alice","since":{"epoch":"k3J9","seq":41},"ref":"1"}`,
+		`{"type":"message","room":"general","text":"hello \"world\"\n é","ref":"c-17"}`,
+		`{"type":"typing","room":"general","on":true}`,
+		`{"type":"welcome","proto":1,"node":"host-a-7f3c","limits":{"text":4000,"rooms":16,"rate":10,"burst":20}}`,
+		`{"type":"joined","ref":"1","room":"general","user":"alice","epoch":"k3J9","seq":41,"recovered":false,"users":["alice","bob"],"history":[{"type":"message","room":"general","seq":40,"user":"bob","text":"hi","ts":1764430000000}]}`,
+		`{"type":"error","ref":"c-18","code":"rate_limited","message":"at most 10 messages a second"}`,
+		// Edges.
+		`"é"`, "\"\xff\"", ` 0 `, `01`, `[1,]`, `{"a" 1}`, `-`, `1.`, `1e`, `"\ud800"`, `nul`, `[[[[]]]]`, `"abcdefgh\u00e9"`,
+	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
@@ -118,16 +151,21 @@ func FuzzSkip(f *testing.F) {
 			t.Fatalf("Skip(%q): %v; json.Valid says %v", line, err, valid)
 		}
 		s = Scanner{Line: line}
-		body, escaped, ascii, err := s.String()
+		body, escaped, ascii, err := s.Quoted()
+		p := Scanner{Line: line}
+		plain, ok := p.Plain()
+		if ok != (err == nil && !escaped) || ok && (string(plain) != string(body) || p.Pos != s.Pos) {
+			t.Fatalf("Plain(%q) = %q, %v, Pos %d; Quoted read %q, escaped %v, error %v, Pos %d", line, plain, ok, p.Pos, body, escaped, err, s.Pos)
+		}
 		var want string
 		if err != nil || s.End() != nil || json.Unmarshal(line, &want) != nil {
 			return
 		}
 		if ascii != isASCII(body) {
-			t.Fatalf("String(%q): ascii %v for %q", line, ascii, body)
+			t.Fatalf("Quoted(%q): ascii %v for %q", line, ascii, body)
 		}
-		if !escaped && ascii && string(body) != want {
-			t.Fatalf("String(%q) = %q, encoding/json reads %q", line, body, want)
+		if !escaped && utf8.Valid(body) && string(body) != want {
+			t.Fatalf("Quoted(%q) = %q, encoding/json reads %q", line, body, want)
 		}
 	})
 }

@@ -31,8 +31,8 @@ func scanFlat(frame []byte, f *flatRequest) (raw rawRequest, ok bool) {
 		return raw, s.End() == nil
 	}
 	for {
-		key, escaped, _, err := s.String()
-		if err != nil || escaped {
+		key, okKey := s.Plain()
+		if !okKey {
 			return raw, false
 		}
 		s.Space()
@@ -51,8 +51,19 @@ func scanFlat(frame []byte, f *flatRequest) (raw rawRequest, ok bool) {
 			}
 			raw.On = &f.on
 		} else {
-			value, escaped, _, err := s.String()
-			if err != nil || escaped {
+			var value []byte
+			var okValue bool
+			if string(key) == "text" {
+				// The one value that may be long: Quoted reads it a word at a time, where
+				// Plain, inlined, reads the short ones faster.
+				var escaped bool
+				var err error
+				value, escaped, _, err = s.Quoted()
+				okValue = err == nil && !escaped
+			} else {
+				value, okValue = s.Plain()
+			}
+			if !okValue {
 				return raw, false
 			}
 			switch string(key) {
