@@ -20,8 +20,9 @@ const MaxDepth = 10000
 var ErrUnexpected = errors.New("unexpected JSON")
 
 // Scanner walks one line of JSON: Pos is the index in Line of the next byte to read. Its
-// methods step over what they read and, when they fail, leave Pos where the fault is. A
-// Scanner is a cursor for one goroutine; it holds nothing but Line and Pos.
+// methods step over what they read. Those that return an error leave Pos where the fault
+// is; those that report a bool leave it alone when they report false. A Scanner is a cursor
+// for one goroutine; it holds nothing but Line and Pos.
 type Scanner struct {
 	Line []byte
 	Pos  int
@@ -84,9 +85,9 @@ func (s *Scanner) End() error {
 }
 
 // Plain reads the string that comes next when it holds no escape and no control character,
-// and reports whether it could: body is what lies between its quotes. It is Quoted's fast
-// path for strings known to be short, such as keys: small enough to be inlined, byte by
-// byte, and it leaves Pos alone when it cannot.
+// and reports whether it could: body is what lies between its quotes. It is the caller's
+// byte-at-a-time alternative to Quoted for strings expected to be short, such as keys:
+// small enough to be inlined, where Quoted's word at a time pays off only past a few words.
 func (s *Scanner) Plain() (body []byte, ok bool) {
 	if s.Pos >= len(s.Line) || s.Line[s.Pos] != '"' {
 		return nil, false

@@ -83,7 +83,7 @@ func TestQuoted(t *testing.T) {
 			}
 			p := Scanner{Line: []byte(tc.line)}
 			plain, ok := p.Plain()
-			if ok != !tc.escaped || ok && (string(plain) != tc.body || p.Pos != len(tc.body)+2) {
+			if ok != !tc.escaped || ok && (string(plain) != tc.body || p.Pos != len(tc.body)+2) || !ok && p.Pos != 0 {
 				t.Errorf("Plain(%q) = %q, %v, Pos %d; want %q, %v, Pos %d", tc.line, plain, ok, p.Pos, tc.body, !tc.escaped, len(tc.body)+2)
 			}
 		})
@@ -154,7 +154,7 @@ func FuzzSkip(f *testing.F) {
 		body, escaped, ascii, err := s.Quoted()
 		p := Scanner{Line: line}
 		plain, ok := p.Plain()
-		if ok != (err == nil && !escaped) || ok && (string(plain) != string(body) || p.Pos != s.Pos) {
+		if ok != (err == nil && !escaped) || ok && (string(plain) != string(body) || p.Pos != s.Pos) || !ok && p.Pos != 0 {
 			t.Fatalf("Plain(%q) = %q, %v, Pos %d; Quoted read %q, escaped %v, error %v, Pos %d", line, plain, ok, p.Pos, body, escaped, err, s.Pos)
 		}
 		var want string
