@@ -115,7 +115,7 @@ func (s *Scanner) Quoted() (body []byte, escaped, ascii bool, err error) {
 	// The loops over plain bytes are most of the time spent reading a line: eight bytes at a
 	// time while none is special, then a table lookup per byte to find the one that is, with
 	// ORs that remember whether any byte was past ASCII. They work on locals, which stay in
-	// registers, and set Pos only to leave.
+	// registers; Pos is set only where escape, Fail or the caller reads it.
 	line, i := s.Line, s.Pos
 	start := i
 	var high byte
