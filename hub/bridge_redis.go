@@ -277,6 +277,9 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 	}
 	opt, err := rueidis.ParseURL(raw)
 	if err != nil {
+		if uerr, ok := errors.AsType[*url.Error](err); ok {
+			err = uerr.Err // url.Error quotes the whole URL, password and all
+		}
 		return opt, fmt.Errorf("redis URL %s: %w (want redis://[user:password@]host:port[/db])", redactURL(raw), err)
 	}
 	return opt, nil

@@ -1,0 +1,71 @@
+package hub
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestParseRedisURL: the forms --redis-url takes (one address, several seed addresses for
+// Redis Cluster, credentials, a database, TLS), and errors that say what to fix without
+// showing the password.
+func TestParseRedisURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, url  string
+		addrs      []string
+		user, pass string
+		db         int
+		tls        bool
+		err        string // a part of the error; "" for none
+	}{
+		{name: "one host", url: "redis://127.0.0.1:6379", addrs: []string{"127.0.0.1:6379"}},
+		{name: "credentials and a database", url: "redis://app:s3cret@10.0.0.5:6380/2", addrs: []string{"10.0.0.5:6380"}, user: "app", pass: "s3cret", db: 2},
+		{name: "TLS", url: "rediss://cache.example.com:6380", addrs: []string{"cache.example.com:6380"}, tls: true},
+		{name: "cluster seeds", url: "redis://h1:7000,h2:7001,h3:7002", addrs: []string{"h1:7000", "h2:7001", "h3:7002"}},
+		{name: "cluster seeds with credentials and a query", url: "redis://app:s3cret@h1:7000,h2:7001/0?dial_timeout=2s", addrs: []string{"h1:7000", "h2:7001"}, user: "app", pass: "s3cret"},
+		{name: "empty", url: "", err: "redis URL is empty"},
+		{name: "another scheme", url: "http://h1:6379", err: "want redis://"},
+		{name: "a bad port, password hidden", url: "redis://app:s3cret@h1:notaport", err: "want redis://"},
+		{name: "a bad database, password hidden", url: "redis://app:s3cret@h1:6379/x,h2:1", err: "want redis://"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			opt, err := parseRedisURL(tc.url)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("parseRedisURL(%q) = %v, want an error with %q", tc.url, err, tc.err)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseRedisURL(%q): %v", tc.url, err)
+			}
+			if !slices.Equal(opt.InitAddress, tc.addrs) || opt.Username != tc.user || opt.Password != tc.pass || opt.SelectDB != tc.db || (opt.TLSConfig != nil) != tc.tls {
+				t.Errorf("parseRedisURL(%q) = addresses %v, user %q, password %q, db %d, TLS %v; want %v, %q, %q, %d, %v",
+					tc.url, opt.InitAddress, opt.Username, opt.Password, opt.SelectDB, opt.TLSConfig != nil, tc.addrs, tc.user, tc.pass, tc.db, tc.tls)
+			}
+		})
+	}
+}
+
+// TestRedactURL: a password never reaches a log line, whether or not the URL parses.
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		"redis://app:s3cret@h1:6379",
+		"redis://app:s3cret@h1:7000,h2:7001", // url.Parse refuses the port list
+		"rediss://:s3cret@h1:6380/1",
+	} {
+		got := redactURL(raw)
+		if strings.Contains(got, "s3cret") || !strings.Contains(got, "h1") {
+			t.Errorf("redactURL(%q) = %q, want the host without the password", raw, got)
+		}
+	}
+	if got := redactURL("redis://h1:6379"); got != "redis://h1:6379" {
+		t.Errorf("redactURL of a URL without a password = %q, want it unchanged", got)
+	}
+}
