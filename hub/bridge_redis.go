@@ -277,26 +277,30 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 	}
 	opt, err := rueidis.ParseURL(raw)
 	if err != nil {
-		if uerr, ok := errors.AsType[*url.Error](err); ok {
-			err = uerr.Err // url.Error quotes the whole URL, password and all
+		if _, ok := errors.AsType[*url.Error](err); ok {
+			// url.Error quotes the URL, password and all, and its reason may quote a piece of
+			// a password that broke the parse (an unescaped / ? or # ends the host early).
+			err = errors.New("it does not parse as a URL: check the host and port, and percent-encode any / ? # @ % in the password")
 		}
 		return opt, fmt.Errorf("redis URL %s: %w (want redis://[user:password@]host:port[/db])", redactURL(raw), err)
 	}
 	return opt, nil
 }
 
-// redactURL hides a password for logs and errors.
+// redactURL hides the credentials of a Redis URL for logs and errors: everything between the
+// scheme and the last @, whether or not the URL parses. url.Parse is no help here: a password
+// with an unescaped # or / makes it see a fragment or a path, and no credentials at all. An
+// @ later in the URL (a query value) hides more than it must, never less.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if i := strings.LastIndex(raw, "@"); i >= 0 {
-			if j := strings.Index(raw, "://"); j >= 0 && j < i {
-				return raw[:j+3] + "xxxxx" + raw[i:]
-			}
-		}
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
 		return raw
 	}
-	return u.Redacted()
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return raw[:start] + "xxxxx" + raw[at:]
 }
 
 func unavailable(what string) *wire.Error {

@@ -26,7 +26,8 @@ func TestParseRedisURL(t *testing.T) {
 		{name: "cluster seeds with credentials and a query", url: "redis://app:s3cret@h1:7000,h2:7001/0?dial_timeout=2s", addrs: []string{"h1:7000", "h2:7001"}, user: "app", pass: "s3cret"},
 		{name: "empty", url: "", err: "redis URL is empty"},
 		{name: "another scheme", url: "http://h1:6379", err: "want redis://"},
-		{name: "a bad port, password hidden", url: "redis://app:s3cret@h1:notaport", err: "want redis://"},
+		{name: "a bad port, password hidden", url: "redis://app:s3cret@h1:notaport", err: "check the host and port"},
+		{name: "an unescaped # in the password, none of it shown", url: "redis://app:s3#cret@h1:6379", err: "percent-encode"},
 		{name: "a bad database, password hidden", url: "redis://app:s3cret@h1:6379/x,h2:1", err: "want redis://"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +60,8 @@ func TestRedactURL(t *testing.T) {
 		"redis://app:s3cret@h1:6379",
 		"redis://app:s3cret@h1:7000,h2:7001", // url.Parse refuses the port list
 		"rediss://:s3cret@h1:6380/1",
+		"redis://app:s3#cret@h1:6379", // url.Parse sees a fragment, and no password
+		"app:s3cret@h1:6379",          // no scheme
 	} {
 		got := redactURL(raw)
 		if strings.Contains(got, "s3cret") || !strings.Contains(got, "h1") {
@@ -68,4 +71,24 @@ func TestRedactURL(t *testing.T) {
 	if got := redactURL("redis://h1:6379"); got != "redis://h1:6379" {
 		t.Errorf("redactURL of a URL without a password = %q, want it unchanged", got)
 	}
+}
+
+// FuzzParseRedisURL: whatever the password and whatever follows it in a --redis-url,
+// parsing never panics, and neither an error nor the redacted URL shows the password.
+func FuzzParseRedisURL(f *testing.F) {
+	for _, s := range []string{"h1:6379", "h1:7000,h2:7001/0?dial_timeout=2s", "h1:notaport", "[::1]:6379/2", "h1:6379/x", "%zz", "h1:1,h2:x", "x@h1:1"} {
+		f.Add("s3cret", s)
+	}
+	f.Add("pa#ss/wo?rd", "h1:6379")
+	f.Add("p@ss", "h1:1,h2:2")
+	f.Fuzz(func(t *testing.T, password, rest string) {
+		secret := "pw-" + password + "-never-shown" // long enough that no message holds it by chance
+		raw := "redis://app:" + secret + "@" + rest
+		if _, err := parseRedisURL(raw); err != nil && strings.Contains(err.Error(), secret) {
+			t.Fatalf("parseRedisURL(%q) = %v: the password shows", raw, err)
+		}
+		if got := redactURL(raw); strings.Contains(got, secret) {
+			t.Fatalf("redactURL(%q) = %q: the password shows", raw, got)
+		}
+	})
 }
