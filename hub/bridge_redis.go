@@ -237,10 +237,27 @@ func (b *RedisBridge) Start() {
 	}
 }
 
-// parseRedisURL reads redis:// and rediss:// URLs, with comma-separated seed addresses.
+// parseRedisURL reads redis:// and rediss:// URLs, with comma-separated seed addresses. Its
+// errors never show the password, whole or in part.
 func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 	if raw == "" {
 		return rueidis.ClientOption{}, errors.New("redis URL is empty; want redis://host:6379")
+	}
+	given := raw
+	fail := func(why error) (rueidis.ClientOption, error) {
+		return rueidis.ClientOption{}, fmt.Errorf("redis URL %s: %w (want redis://[user:password@]host:port[/db])", redactURL(given), why)
+	}
+	// The credentials end at the last @, and the host at the first / ? or # after it. One of
+	// those before the last @ (or any #: Redis URLs have none) is a password or a value that
+	// needs percent-encoding, which a parser would otherwise read as a host, a path, a query
+	// or a fragment: a wrong host at best, a password quoted in an error at worst.
+	rest := raw
+	if _, r, ok := strings.Cut(raw, "://"); ok {
+		rest = r
+	}
+	at := strings.LastIndex(rest, "@")
+	if strings.Contains(rest, "#") || at >= 0 && strings.ContainsAny(rest[:at], "/?") {
+		return fail(errors.New("percent-encode / ? # @ % in the password and in query values (# is %23)"))
 	}
 	u, err := url.Parse(raw)
 	if err == nil && strings.Contains(u.Host, ",") {
@@ -276,21 +293,23 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 		raw = scheme + "://" + auth + list[0] + tail + extra
 	}
 	opt, err := rueidis.ParseURL(raw)
-	if err != nil {
-		if _, ok := errors.AsType[*url.Error](err); ok {
-			// url.Error quotes the URL, password and all, and its reason may quote a piece of
-			// a password that broke the parse (an unescaped / ? or # ends the host early).
-			err = errors.New("it does not parse as a URL: check the host and port, and percent-encode any / ? # @ % in the password")
-		}
-		return opt, fmt.Errorf("redis URL %s: %w (want redis://[user:password@]host:port[/db])", redactURL(raw), err)
+	switch {
+	case err == nil:
+		return opt, nil
+	case at >= 0:
+		// A parser's reason may quote the URL or a piece of it: say what to check instead.
+		return fail(errors.New("it does not parse: check the host, the port and the database, and percent-encode / ? # @ % in the password"))
 	}
-	return opt, nil
+	if uerr, ok := errors.AsType[*url.Error](err); ok {
+		err = uerr.Err // its URL is in the message already
+	}
+	return fail(err)
 }
 
 // redactURL hides the credentials of a Redis URL for logs and errors: everything between the
 // scheme and the last @, whether or not the URL parses. url.Parse is no help here: a password
 // with an unescaped # or / makes it see a fragment or a path, and no credentials at all. An
-// @ later in the URL (a query value) hides more than it must, never less.
+// @ later in the URL hides more than it must, never less (parseRedisURL refuses those URLs).
 func redactURL(raw string) string {
 	at := strings.LastIndex(raw, "@")
 	if at < 0 {
