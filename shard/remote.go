@@ -220,11 +220,10 @@ func (s *Shard) deliver(name string, ev Event) {
 // the bridge then changes nothing.
 func (s *Shard) enterRoster(r *room, req *Request, first bool) {
 	if first || r.roster == nil {
-		r.roster, r.rosterSorted = make(map[string]struct{}, len(req.Users)+1), nil
-		for _, u := range req.Users {
-			r.roster[u] = struct{}{}
-		}
-		r.roster[req.User] = struct{}{}
+		roster := append(make([]string, 0, len(req.Users)+1), req.Users...)
+		roster = append(roster, req.User)
+		slices.Sort(roster)
+		r.roster = slices.Compact(roster)
 		// The list is the claim's: presence published after it and before the room's
 		// subscription here, or while the room waited for its state, never came.
 		s.cfg.Remote.WantRoster(r.name)
@@ -236,32 +235,43 @@ func (s *Shard) enterRoster(r *room, req *Request, first bool) {
 }
 
 // reconcileRoster tells r's members how users, the room's users read again from the store,
-// differ from what they were told, and takes users as r's roster. r may be nil (the room is
-// gone).
+// differ from what they were told, and takes users as r's roster. users is the shard's to
+// sort. r may be nil (the room is gone).
 func (s *Shard) reconcileRoster(r *room, users []string) {
 	if r == nil || !r.synced || len(r.members) == 0 || r.roster == nil {
 		return // nobody here to tell (or only members on their way out after a reset)
 	}
-	now := make(map[string]struct{}, len(users))
-	for _, u := range users {
-		now[u] = struct{}{}
-		if r.setInRoster(u, true) {
-			s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceJoin), u)
+	slices.Sort(users)
+	users = slices.Compact(users)
+	// Both lists are sorted: one walk through them finds what came and what went.
+	next := make([]string, 0, len(users))
+	var came, gone []string
+	old := r.roster
+	for len(old) > 0 || len(users) > 0 {
+		switch {
+		case len(users) == 0 || len(old) > 0 && old[0] < users[0]:
+			// A member seated here holds its name in the store: a roster without it was
+			// read before its claim, and its own release announces its leave.
+			if _, here := r.byName[old[0]]; here {
+				next = append(next, old[0])
+			} else {
+				gone = append(gone, old[0])
+			}
+			old = old[1:]
+		case len(old) == 0 || users[0] < old[0]:
+			next = append(next, users[0])
+			came = append(came, users[0])
+			users = users[1:]
+		default:
+			next = append(next, old[0])
+			old, users = old[1:], users[1:]
 		}
 	}
-	var gone []string
-	for u := range r.roster {
-		_, listed := now[u]
-		_, here := r.byName[u]
-		// A member seated here holds its name in the store: a roster without it was read
-		// before its claim, and its own release announces its leave.
-		if !listed && !here {
-			gone = append(gone, u)
-		}
+	r.roster = next
+	for _, u := range came {
+		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceJoin), u)
 	}
-	slices.Sort(gone)
 	for _, u := range gone {
-		r.setInRoster(u, false)
 		s.stopTyping(r, u)
 		s.broadcastPresence(r, wire.AppendPresence(nil, r.name, u, wire.PresenceLeave), u)
 	}
@@ -341,7 +351,7 @@ func (s *Shard) reset(r *room, reason string) {
 	r.hist = newHistory(r.hist.size)
 	r.typing = nil
 	r.pending = nil
-	r.roster, r.rosterSorted = nil, nil // the next seat takes it from its claim, and asks for the store's
+	r.roster = nil // the next seat takes it from its claim, and asks for the store's
 	r.syncDue = time.Time{}
 	s.requestSync(r, 0)
 }

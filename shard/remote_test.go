@@ -481,3 +481,47 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// BenchmarkRemoteJoin joins one more member into a room whose roster holds the users of
+// other hosts, and takes it out again: what a join into a big room costs the shard goroutine
+// (the roster grows by one a join, as in a storm of joins: run it with -benchtime 2000x).
+func BenchmarkRemoteJoin(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("roster=%d", n), func(b *testing.B) {
+			remote := &fakeRemote{}
+			s := start(b, Config{Remote: remote})
+			users := make([]string, n)
+			for i := range users {
+				users[i] = fmt.Sprint("elsewhere", i)
+			}
+			first := &queueMember{}
+			joined := make(chan error, 1)
+			go func() {
+				joined <- s.Join(context.Background(), Request{Member: first, Room: "r", User: "u", Users: users, Reply: make(chan error, 1)})
+			}()
+			for len(remote.syncs()) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			if err := s.Synced(context.Background(), "r", RoomState{Epoch: "e1"}); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-joined; err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				i++
+				m := &queueMember{}
+				if err := call(b, s.Join, Request{Member: m, Room: "r", User: fmt.Sprint("here", i)}); err != nil {
+					b.Fatal(err)
+				}
+				// It leaves again, so that the members here stay two: with a bridge its name
+				// stays in the roster until its presence comes back, as in a storm of joins.
+				if err := call(b, s.Leave, Request{Member: m, Room: "r", Quiet: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -3,7 +3,6 @@ package shard
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"maps"
 	"slices"
 	"time"
 )
@@ -33,13 +32,13 @@ type room struct {
 	pending   []Event   // messages past seq+1, oldest first, waiting for the gap to fill
 	parked    []Request // joins waiting for the room's first state
 	// roster holds, with a bridge, the room's users on every host as the members here were
-	// told them: joined's users, then presence. Presence that would not change it is not
-	// passed on, and a roster read again from the store is passed on as the difference, so
-	// presence lost on the way (a full inbox, a subscription that came late) is made good.
-	// Nil until the first member here is seated, and again after a reset.
-	roster map[string]struct{}
-	// rosterSorted is roster's names, sorted, for joined; nil when roster changed since.
-	rosterSorted []string
+	// told them, sorted: joined's users, then presence. Presence that would not change it is
+	// not passed on, and a roster read again from the store is passed on as the difference,
+	// so presence lost on the way (a full inbox, a subscription that came late) is made good.
+	// Sorted, it is joined's users as it stands, and a change costs a search and a move,
+	// not a sort of the whole room on every join. Nil until the first member here is seated,
+	// and again after a reset.
+	roster []string
 }
 
 type seat struct {
@@ -121,24 +120,14 @@ func (r *room) users() []string {
 // setInRoster puts user in r's roster (in) or takes it out, and reports whether that changed
 // the roster.
 func (r *room) setInRoster(user string, in bool) bool {
-	_, was := r.roster[user]
+	i, was := slices.BinarySearch(r.roster, user)
 	switch {
 	case was == in:
 		return false
 	case in:
-		r.roster[user] = struct{}{}
+		r.roster = slices.Insert(r.roster, i, user)
 	default:
-		delete(r.roster, user)
+		r.roster = slices.Delete(r.roster, i, i+1)
 	}
-	r.rosterSorted = nil
 	return true
-}
-
-// rosterNames is r's roster, sorted: sorted once for every join until the roster changes
-// (a join storm into a big room would sort it once a join on the shard goroutine).
-func (r *room) rosterNames() []string {
-	if r.rosterSorted == nil {
-		r.rosterSorted = slices.Sorted(maps.Keys(r.roster))
-	}
-	return r.rosterSorted
 }

@@ -517,7 +517,7 @@ func (s *Shard) seat(r *room, req *Request) *wire.Error {
 	case s.cfg.Remote != nil && r.roster != nil: // nil: a member seated before a reset joins again
 		// Every member here is told the one roster that presence is then measured against:
 		// a later join's own list may hold names whose presence never came here.
-		joined.Users = r.rosterNames()
+		joined.Users = r.roster // encoded below, before anything changes it
 	case joined.Users == nil:
 		joined.Users = r.users()
 	}
