@@ -3,7 +3,7 @@ package bench
 import (
 	"encoding/json"
 
-	"github.com/shardchat/shardchat/internal/jsonscan"
+	"github.com/shardchat/shardchat/transport/wire/jsonscan"
 )
 
 // object is what the bench reads of one server object: its type and the few fields that the
@@ -140,7 +140,7 @@ func (o *object) value(s *jsonscan.Scanner, key []byte) error {
 		o.seq, o.hasSeq = seq, true
 		return nil
 	default:
-		return s.Skip(0)
+		return s.Skip()
 	}
 	if s.Null() {
 		*dst = nil

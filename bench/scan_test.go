@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shardchat/shardchat/internal/jsonscan"
 	"github.com/shardchat/shardchat/transport/wire"
+	"github.com/shardchat/shardchat/transport/wire/jsonscan"
 )
 
 // realLines are server objects as the server encodes them.

@@ -148,7 +148,7 @@ func TestPublishAwait(t *testing.T) {
 			l.enter("r", outgoing{})
 		}
 		leader, follower, late := l.enter("r", outgoing{}), l.enter("r", outgoing{}), l.enter("r", outgoing{})
-		batch := l.next("r") // leader and follower; late waits on
+		batch := l.next("r") // all three; late is then withdrawn as one of the batch
 		if len(batch) != 3 {
 			t.Fatalf("a batch of %d, want 3", len(batch))
 		}

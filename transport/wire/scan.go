@@ -1,6 +1,6 @@
 package wire
 
-import "github.com/shardchat/shardchat/internal/jsonscan"
+import "github.com/shardchat/shardchat/transport/wire/jsonscan"
 
 // The fast path of Decode. Nearly every client object is flat: a few of the keys type, ref,
 // room, user and text with string values without escapes, and on with true or false, as

@@ -12,8 +12,8 @@ import (
 	"fmt"
 )
 
-// MaxDepth is how deeply Skip lets values nest, as encoding/json does.
-const MaxDepth = 10000
+// maxDepth is how deeply Skip lets values nest, as encoding/json does.
+const maxDepth = 10000
 
 // ErrUnexpected is wrapped, with what was wanted and where, by every error of a Scanner: the
 // line is not JSON, or not the JSON its reader wants there.
@@ -268,15 +268,17 @@ func (s *Scanner) digits() int {
 	return s.Pos - start
 }
 
-// Skip steps over any JSON value, checking it; depth is how deeply the value is nested
-// already.
-func (s *Scanner) Skip(depth int) error {
+// Skip steps over any JSON value, checking it.
+func (s *Scanner) Skip() error { return s.skip(0) }
+
+// skip is Skip for a value nested depth deep already.
+func (s *Scanner) skip(depth int) error {
 	switch c := s.Peek(); {
 	case c == '"':
 		_, _, _, err := s.Quoted()
 		return err
 	case c == '{', c == '[':
-		if depth >= MaxDepth {
+		if depth >= maxDepth {
 			return s.Fail("nested too deeply")
 		}
 		return s.container(depth + 1)
@@ -312,7 +314,7 @@ func (s *Scanner) container(depth int) error {
 			}
 			s.Space()
 		}
-		if err := s.Skip(depth); err != nil {
+		if err := s.skip(depth); err != nil {
 			return err
 		}
 		s.Space()
