@@ -158,7 +158,7 @@ func (s *session) SendLater(obj []byte) bool { return s.proto.deliver(s, obj, se
 
 // Flush wakes the writer; see shard.Member. A shard's late flush may find the queue written
 // already: then no writer is started for nothing.
-func (s *session) Flush() { s.wake(true) }
+func (s *session) Flush() { s.wakeWriterIfPending() }
 
 // add puts one frame (or object, for protocols that join them) in the outbox without waking
 // the writer, and reports whether it needs waking; see shard.Member.

@@ -27,15 +27,18 @@ const maxKeptBatch = 256
 // wakeWriter makes sure a writer goroutine runs to write what is queued: it starts one when
 // none runs, and otherwise wakes the one that waits. Any goroutine may call it; it never
 // blocks.
-func (s *session) wakeWriter() { s.wake(false) }
+func (s *session) wakeWriter() { s.wakeWriterFor(false) }
 
-// wake is wakeWriter; onlyForWork starts no writer for an outbox with nothing to write (a
-// waiting writer is signalled anyway: a signal costs less than the look).
-func (s *session) wake(onlyForWork bool) {
+// wakeWriterIfPending is wakeWriter, except that it starts no writer for an outbox with
+// nothing to write (a waiting writer is signalled anyway: a signal costs less than the look).
+func (s *session) wakeWriterIfPending() { s.wakeWriterFor(true) }
+
+// wakeWriterFor is wakeWriter, and wakeWriterIfPending when pendingOnly.
+func (s *session) wakeWriterFor(pendingOnly bool) {
 	s.writerMu.Lock()
 	switch {
 	case s.writersDone:
-	case !s.writerOn && onlyForWork && !s.out.pending():
+	case !s.writerOn && pendingOnly && !s.out.pending():
 	case !s.writerOn:
 		s.writerOn = true
 		s.writers.Add(1)

@@ -1,5 +1,3 @@
-//go:build linux
-
 package transport
 
 import (
@@ -7,9 +5,10 @@ import (
 	"net"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkLoopbackWrite measures the floor under the seed scenario's server CPU: what one
@@ -66,9 +65,8 @@ func BenchmarkLoopbackWrite(b *testing.B) {
 
 // threadCPU is the calling thread's user and system time.
 func threadCPU(b *testing.B) time.Duration {
-	const rusageThread = 1 // RUSAGE_THREAD, which package syscall does not name
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
