@@ -658,3 +658,26 @@ func TestPruneAnnouncesLeaves(t *testing.T) {
 		t.Fatalf("%v users pruned, want 1", n)
 	}
 }
+
+// TestRedisUnreadablePayloadAsksRoster: a payload on a room's channel that a host cannot read
+// may have held presence, so the host has the room's roster published, and its members'
+// online list is made good from it; the payload is counted as an error.
+func TestRedisUnreadablePayloadAsksRoster(t *testing.T) {
+	t.Parallel()
+	r, a, _ := twoHosts(t, func(c *RedisConfig) { c.Heartbeat = 100 * time.Millisecond })
+	alice := &member{}
+	a.mustJoin(t, alice, "r", "alice")
+	waitUntil(t, "the first member's roster", func() bool { return rostersSettled(a) })
+	rosters := testutil.ToFloat64(a.bridge.metrics.rosters)
+	errs := testutil.ToFloat64(a.bridge.metrics.errors.WithLabelValues("payload"))
+
+	if _, err := r.Command("PUBLISH", a.bridge.keys.channel("r"), "Q from a newer host\n{}"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a roster after the unreadable payload", func() bool {
+		return testutil.ToFloat64(a.bridge.metrics.rosters) > rosters
+	})
+	if n := testutil.ToFloat64(a.bridge.metrics.errors.WithLabelValues("payload")); n != errs+1 {
+		t.Errorf("payload errors went from %v to %v, want one more", errs, n)
+	}
+}
