@@ -522,13 +522,19 @@ func (b *RedisBridge) release(room, user string) {
 // tryRelease gives back user's name in room if node holds it, and announces the leave in the
 // same step; it reports whether node held the name.
 func (b *RedisBridge) tryRelease(ctx context.Context, room, user, node string) (bool, error) {
-	leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
-	released, err := releaseScript.Exec(ctx, b.client, []string{b.keys.users(room), b.keys.channel(room)},
-		[]string{user, node, b.args.publish, leave}).AsInt64()
+	release := b.releaseExec(room, user, node)
+	released, err := releaseScript.Exec(ctx, b.client, release.Keys, release.Args).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("release %s in room %s: %w", user, room, err)
 	}
 	return released == 1, nil
+}
+
+// releaseExec is releaseScript's call that gives user's name in room back if node holds it,
+// announcing the leave: one release, for Exec or, several at once, ExecMulti.
+func (b *RedisBridge) releaseExec(room, user, node string) rueidis.LuaExec {
+	leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
+	return rueidis.LuaExec{Keys: []string{b.keys.users(room), b.keys.channel(room)}, Args: []string{user, node, b.args.publish, leave}}
 }
 
 // announce publishes an event on a room's channel, best effort; op names it in the error

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/rueidis"
 
 	"github.com/shardchat/shardchat/internal/testprog"
 	"github.com/shardchat/shardchat/shard"
@@ -125,6 +126,36 @@ func BenchmarkRedisReclaim(b *testing.B) {
 	for range b.N {
 		if !h.bridge.reclaim() {
 			b.Fatal("reclaim failed")
+		}
+	}
+	b.ReportMetric(float64(b.N*names)/b.Elapsed().Seconds(), "names/s")
+}
+
+// BenchmarkRedisPrune: a host takes a dead host's 2,000 names over 100 rooms out of Redis,
+// announcing each leave, as prune does (and Close, for the host itself, within twice the
+// call timeout).
+func BenchmarkRedisPrune(b *testing.B) {
+	r := testprog.Redis(b, "--appendonly", "no")
+	h := newRedisHub(b, r.URL(), "b:", "host-a", nil)
+	const rooms, names = 100, 2000
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		cmds := make(rueidis.Commands, 0, 2*names)
+		for i := range names {
+			room := fmt.Sprint("room", i%rooms)
+			cmds = append(cmds,
+				h.bridge.client.B().Hset().Key(h.bridge.keys.users(room)).FieldValue().FieldValue(fmt.Sprint("u", i), "dead").Build(),
+				h.bridge.client.B().Sadd().Key(h.bridge.keys.nodeRooms("dead")).Member(room).Build())
+		}
+		for _, res := range h.bridge.client.DoMulti(ctx, cmds...) {
+			if err := res.Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		if err := h.bridge.prune(ctx, "dead"); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*names)/b.Elapsed().Seconds(), "names/s")

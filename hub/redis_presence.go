@@ -269,26 +269,40 @@ func (b *RedisBridge) prune(ctx context.Context, node string) error {
 		slices.Sort(rooms)
 		rooms = slices.Compact(rooms)
 	}
-	for _, room := range rooms {
-		holders, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.keys.users(room)).Build()).AsStrMap()
+	// A few round trips in all, however many rooms and names: every room's users in one
+	// pipeline, then every release in another (after the script's load, which ExecMulti does
+	// first). Close has only twice the call timeout for it.
+	reads := make(rueidis.Commands, len(rooms))
+	for i, room := range rooms {
+		reads[i] = b.client.B().Hgetall().Key(b.keys.users(room)).Build()
+	}
+	var releases []rueidis.LuaExec
+	var releaseRooms []string // the room of each release
+	for i, res := range b.client.DoMulti(ctx, reads...) {
+		holders, err := res.AsStrMap()
 		if err != nil {
 			b.metrics.errors.WithLabelValues("prune").Inc()
-			failed = fmt.Errorf("prune %s from room %s: %w", node, room, err)
+			failed = fmt.Errorf("prune %s from room %s: %w", node, rooms[i], err)
 			continue
 		}
 		for user, holder := range holders {
-			if holder != node {
-				continue
+			if holder == node {
+				// As a leave of node's own: only if node still holds the name (it may have
+				// been claimed again since the read), and announced in the same step.
+				releases = append(releases, b.releaseExec(rooms[i], user, node))
+				releaseRooms = append(releaseRooms, rooms[i])
 			}
-			// As a leave of node's own: only if node still holds the name (it may have been
-			// claimed again since the read), and announced in the same step.
-			released, err := b.tryRelease(ctx, room, user, node)
+		}
+	}
+	if len(releases) > 0 {
+		for i, res := range releaseScript.ExecMulti(ctx, b.client, releases...) {
+			gone, err := res.AsInt64()
 			if err != nil {
 				b.metrics.errors.WithLabelValues("prune").Inc()
-				failed = fmt.Errorf("prune %s from room %s: %w", node, room, err)
+				failed = fmt.Errorf("prune %s from room %s: %w", node, releaseRooms[i], err)
 				continue
 			}
-			if released {
+			if gone == 1 {
 				b.metrics.pruned.Inc()
 			}
 		}
