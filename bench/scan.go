@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 
+	"github.com/shardchat/shardchat/transport/wire"
 	"github.com/shardchat/shardchat/transport/wire/jsonscan"
 )
 
@@ -72,19 +73,16 @@ func scanObject(line []byte, o *object) error {
 	}
 }
 
-// serverMessageStart starts a message object as the server writes it (wire.AppendMessage).
-const serverMessageStart = `{"type":"message","room":`
-
 // scanMessage is scanObject's fast path for a message object written as the server writes it
 // (keys in its order, no white space, no escapes in room and ref): nearly every line the bench
 // reads. It checks the keys as literals instead of scanning and matching each, and validates
 // the values as scanObject does. It reports false, having set nothing in o, for any other
 // line; scanObject then reads it the long way and reaches the same result or error.
 func scanMessage(line []byte, o *object) bool {
-	if len(line) < len(serverMessageStart) || string(line[:len(serverMessageStart)]) != serverMessageStart {
+	if len(line) < len(wire.MessageStart) || string(line[:len(wire.MessageStart)]) != wire.MessageStart {
 		return false
 	}
-	s := jsonscan.Scanner{Line: line, Pos: len(serverMessageStart)}
+	s := jsonscan.Scanner{Line: line, Pos: len(wire.MessageStart)}
 	room, escaped, ascii, err := s.Quoted()
 	if err != nil || escaped || !ascii || !s.Lit(`,"seq":`) {
 		return false
