@@ -533,13 +533,7 @@ func TestRedisLostPresenceIsReread(t *testing.T) {
 	t.Parallel()
 	r := testprog.Redis(t)
 	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
-	cfg := RedisConfig{URL: r.URL(), Node: "host-b", KeyPrefix: "t:", Logger: a.bridge.log}
-	hb, err := New(Config{Shards: 1, Shard: shard.Config{Inbox: 1}, NewBridge: NewRedisBridge(cfg), Logger: cfg.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = hb.Close() })
-	b := &redisHub{Hub: hb, bridge: hb.bridge.(*RedisBridge), node: "host-b"}
+	b := cramped(t, r, a)
 
 	carol := &member{}
 	b.mustJoin(t, carol, "r", "carol")
@@ -595,6 +589,19 @@ func TestRedisLostPresenceIsReread(t *testing.T) {
 	if got := usersHeard(t, frank); !slices.Equal(got, want) {
 		t.Fatalf("frank's users = %v, want %v", got, want)
 	}
+}
+
+// cramped starts host-b on r beside a: one shard with an inbox of one command, which a
+// gatedMember stalls so that host-b must drop what its channels bring meanwhile.
+func cramped(t *testing.T, r *testprog.RedisServer, a *redisHub) *redisHub {
+	t.Helper()
+	cfg := RedisConfig{URL: r.URL(), Node: "host-b", KeyPrefix: "t:", Logger: a.bridge.log}
+	hb, err := New(Config{Shards: 1, Shard: shard.Config{Inbox: 1}, NewBridge: NewRedisBridge(cfg), Logger: cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hb.Close() })
+	return &redisHub{Hub: hb, bridge: hb.bridge.(*RedisBridge), node: "host-b"}
 }
 
 // rostersSettled reports whether h has published a roster and wants none now.
@@ -679,5 +686,48 @@ func TestRedisUnreadablePayloadAsksRoster(t *testing.T) {
 	})
 	if n := testutil.ToFloat64(a.bridge.metrics.errors.WithLabelValues("payload")); n != errs+1 {
 		t.Errorf("payload errors went from %v to %v, want one more", errs, n)
+	}
+}
+
+// TestRedisDroppedRosterIsAskedAgain: a roster that a host's full shard could not take is
+// published again, so that the members there still hear what it would have told them.
+func TestRedisDroppedRosterIsAskedAgain(t *testing.T) {
+	t.Parallel()
+	r := testprog.Redis(t)
+	a := newRedisHub(t, r.URL(), "t:", "host-a", nil)
+	b := cramped(t, r, a)
+
+	bob := &gatedMember{entered: make(chan struct{}), open: make(chan struct{})}
+	if err := b.join(t, bob, "r", "bob", nil); err != nil {
+		t.Fatal(err)
+	}
+	alice := &member{}
+	a.mustJoin(t, alice, "r", "alice")
+	waitUntil(t, "the first members' rosters", func() bool { return rostersSettled(a) && rostersSettled(b) })
+	rosters := testutil.ToFloat64(b.bridge.metrics.rosters)
+	dropped := testutil.ToFloat64(b.bridge.metrics.handoffDropped)
+
+	// Stall host-b's shard on bob; the next message fills its inbox of one, and a roster
+	// after it on the channel finds the inbox full.
+	bob.armed.Store(true)
+	if err := a.say(t, alice, "r", "alice", "stall"); err != nil {
+		t.Fatal(err)
+	}
+	<-bob.entered
+	if err := a.say(t, alice, "r", "alice", "fill"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Command("PUBLISH", b.bridge.keys.channel("r"), "R 2\nalice\nbob"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "host-b to drop the roster", func() bool {
+		return testutil.ToFloat64(b.bridge.metrics.handoffDropped) > dropped
+	})
+	close(bob.open)
+	waitUntil(t, "host-b to publish the roster again", func() bool {
+		return testutil.ToFloat64(b.bridge.metrics.rosters) > rosters
+	})
+	if n := testutil.ToFloat64(b.bridge.metrics.handoffDropped); n != dropped+1 {
+		t.Errorf("host-b dropped %v hand-offs, want the roster alone", n-dropped)
 	}
 }
