@@ -137,6 +137,8 @@ func TestRedisLostProbe(t *testing.T) {
 	a.mustJoin(t, sender, "r", "sender")
 	b.mustJoin(t, onB, "r", "on-b")
 
+	waitUntil(t, "host-b's first roster", func() bool { return rostersSettled(b) })
+	rosters := testutil.ToFloat64(b.bridge.metrics.rosters)
 	stopSending := sendSteadily(t, a, sender, "r", "sender")
 	time.Sleep(200 * time.Millisecond)
 
@@ -164,6 +166,10 @@ func TestRedisLostProbe(t *testing.T) {
 	if testutil.ToFloat64(b.bridge.metrics.resubscribes) == 0 {
 		t.Fatal("no subscription was made again")
 	}
+	// Presence published while the subscription was away never came: the room's roster does.
+	waitUntil(t, "host-b to publish the room's roster after subscribing again", func() bool {
+		return testutil.ToFloat64(b.bridge.metrics.rosters) > rosters
+	})
 	checkDelivered(t, "on-b", onB, s)
 	checkDelivered(t, "sender", sender, s)
 }
