@@ -18,6 +18,9 @@ type room struct {
 	members []seat
 	index   map[Member]int    // position of a member in members
 	byName  map[string]Member // user names are unique per room
+	// names is byName's keys, sorted: joined's and users' list as it stands, kept by a
+	// binary search and a move at each seat and leave instead of a sort at each join.
+	names []string
 
 	// typing holds the users of this room who said they are typing, with the time their
 	// last typing-on was passed on, so a typist's repeats are passed on at a bounded rate.
@@ -81,6 +84,8 @@ func (r *room) add(m Member, user string) {
 	r.index[m] = len(r.members)
 	r.members = append(r.members, seat{member: m, user: user})
 	r.byName[user] = m
+	i, _ := slices.BinarySearch(r.names, user)
+	r.names = slices.Insert(r.names, i, user)
 	r.emptySince = time.Time{}
 }
 
@@ -100,22 +105,19 @@ func (r *room) remove(m Member, now time.Time) (string, bool) {
 	r.members = r.members[:last]
 	delete(r.index, m)
 	delete(r.byName, user)
+	if j, found := slices.BinarySearch(r.names, user); found {
+		r.names = slices.Delete(r.names, j, j+1)
+	}
 	if len(r.members) == 0 {
 		r.emptySince = now
-		r.members = nil // an empty room keeps only its history
+		r.members, r.names = nil, nil // an empty room keeps only its history
 	}
 	return user, true
 }
 
-// users returns the sorted user names of the room.
-func (r *room) users() []string {
-	names := make([]string, 0, len(r.members))
-	for _, s := range r.members {
-		names = append(names, s.user)
-	}
-	slices.Sort(names)
-	return names
-}
+// users returns the sorted user names of the room. The slice is the room's: encode it before
+// the room changes.
+func (r *room) users() []string { return r.names }
 
 // setInRoster puts user in r's roster (in) or takes it out, and reports whether that changed
 // the roster.

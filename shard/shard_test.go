@@ -596,3 +596,25 @@ func TestSizesFor(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJoin joins one more member into a room of n on one host and takes it out again:
+// what a join costs the shard goroutine (joined's users, everyone's presence).
+func BenchmarkJoin(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			s, _ := fanoutRoom(b, n)
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				i++
+				m := &queueMember{}
+				if err := call(b, s.Join, Request{Member: m, Room: "r", User: fmt.Sprint("joiner", i)}); err != nil {
+					b.Fatal(err)
+				}
+				if err := call(b, s.Leave, Request{Member: m, Room: "r", Quiet: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
