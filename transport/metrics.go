@@ -23,6 +23,7 @@ type Metrics struct {
 	typingDropped    prometheus.Counter
 	refused          *prometheus.CounterVec // code, transport
 	closes           *prometheus.CounterVec // code, transport
+	pingTimeouts     *prometheus.CounterVec // transport
 	parked           prometheus.Gauge
 
 	protos map[string]*protoMetrics // static after NewMetrics
@@ -36,6 +37,7 @@ type protoMetrics struct {
 	received         prometheus.Counter
 	messages         prometheus.Counter
 	closes           *prometheus.CounterVec
+	pingTimeouts     prometheus.Counter
 }
 
 // transports are the values of the transport label.
@@ -106,6 +108,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "shardchat_closes_total",
 			Help: "Sessions closed by the server, by WebSocket close code and transport.",
 		}, []string{"code", "transport"}),
+		pingTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardchat_ping_timeouts_total",
+			Help: "Sessions dropped because the client did not answer a ping within the ping timeout (no close frame: the client is taken for gone), by transport.",
+		}, []string{"transport"}),
 		parked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shardchat_parked_connections",
 			Help: "Open sessions whose client is idle and that hold no goroutine: their socket waits in the server's epoll set (Linux).",
@@ -126,6 +132,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			received:         m.received.WithLabelValues(t),
 			messages:         m.messages.WithLabelValues(t),
 			closes:           m.closes,
+			pingTimeouts:     m.pingTimeouts.WithLabelValues(t),
 		}
 	}
 	for _, reason := range []string{refuseMaxConns, refuseOrigin, refuseDraining, refuseUpgrade, refuseIPConns, refuseIPRate, refuseIPTable} {
@@ -135,6 +142,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.upgradesRefused.WithLabelValues(reason.Metric)
 	}
 	reg.MustRegister(m.connections, m.connectionsTotal, m.upgradesRefused, m.received, m.messages, m.framesWritten,
-		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes, m.parked)
+		m.bytesWritten, m.slowConsumers, m.typingDropped, m.refused, m.closes, m.pingTimeouts, m.parked)
 	return m
 }

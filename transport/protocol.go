@@ -55,18 +55,29 @@ func (native) joinFrames() bool { return true }
 // whose pong has not come within PingTimeout. The writer only sends the ping; the pong comes
 // to session.alive (from the library's reader, or from waitInput), so no goroutine waits.
 func (native) keepalive(s *session, now time.Time) {
-	cfg := &s.srv.cfg
-	if sent := s.pingSent.Load(); sent != 0 {
-		// -1 marks a client already dropped, for the ticks until its session ends.
-		if sent > 0 && now.Sub(time.Unix(0, sent)) > cfg.PingTimeout && s.pingSent.CompareAndSwap(sent, -1) {
-			s.log().Debug("closing a client that did not answer a ping", "timeout", cfg.PingTimeout)
-			s.cancel(errPingTimeout) // first: the reader's error on the cut socket is not the cause
-			s.cut()
-		}
+	if s.awaitingPong(now) {
 		return
 	}
-	if now.Sub(time.Unix(0, s.lastRead.Load())) >= cfg.PingInterval && !s.pingDue.Load() {
+	if now.Sub(time.Unix(0, s.lastRead.Load())) >= s.srv.cfg.PingInterval && !s.pingDue.Load() {
 		s.pingDue.Store(true)
 		s.wakeWriter()
 	}
+}
+
+// awaitingPong reports whether a ping sent to the client still awaits an answer, and drops
+// the client once that answer is PingTimeout late. Each protocol's keepalive asks it before it
+// thinks of another ping. Any frame or pong from the client answers (session.alive).
+func (s *session) awaitingPong(now time.Time) bool {
+	sent := s.pingSent.Load()
+	if sent == 0 {
+		return false
+	}
+	// -1 marks a client already dropped, for the ticks until its session ends.
+	if timeout := s.srv.cfg.PingTimeout; sent > 0 && now.Sub(time.Unix(0, sent)) > timeout && s.pingSent.CompareAndSwap(sent, -1) {
+		s.log().Debug("closing a client that did not answer a ping", "timeout", timeout)
+		s.metrics.pingTimeouts.Inc()
+		s.cancel(errPingTimeout) // first: the reader's error on the cut socket is not the cause
+		s.cut()
+	}
+	return true
 }

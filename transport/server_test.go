@@ -104,6 +104,10 @@ func TestPingDropsDeadClients(t *testing.T) {
 	if ev := alive.nextOf(wire.TypePresence); ev.User != "dead" || ev.Event != wire.PresenceLeave {
 		t.Fatalf("got %+v, want dead's leave", ev)
 	}
+	// Counted as a ping timeout, not under a close code: no close frame went to it.
+	if n := testutil.ToFloat64(env.metrics.pingTimeouts.WithLabelValues("ws")); n != 1 {
+		t.Fatalf("ping_timeouts{ws} = %v, want 1", n)
+	}
 	time.Sleep(300 * time.Millisecond)
 	alive.send(wire.ClientRequest{Type: wire.TypePing, Ref: "still"})
 	if ev := alive.nextOf(wire.TypePong); ev.Ref != "still" {

@@ -79,7 +79,7 @@ type session struct {
 	writerWaiting atomic.Int64
 	retireDue     atomic.Bool
 	// pingSent is when the ping that awaits its pong went out (Unix nanoseconds); 0 when
-	// none does, -1 once the client was dropped for not answering (native.keepalive).
+	// none does, -1 once the client was dropped for not answering (awaitingPong).
 	pingSent atomic.Int64
 
 	// The session's lifetime: cancelled when the reader or the writer ends it.

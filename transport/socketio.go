@@ -31,8 +31,7 @@ type socketIO struct {
 	sid   string
 	cache *derivedCache
 
-	awaiting atomic.Bool  // a ping is out and its pong has not come
-	pingSent atomic.Int64 // Unix ns of the last ping
+	lastPing atomic.Int64 // Unix ns of the last Engine.IO ping (or of the open)
 
 	// Owned by the reader.
 	connected bool
@@ -56,7 +55,7 @@ func (p *socketIO) name() string { return "socketio" }
 
 func (p *socketIO) greet(s *session) {
 	cfg := &s.srv.cfg
-	p.pingSent.Store(time.Now().UnixNano())
+	p.lastPing.Store(time.Now().UnixNano())
 	s.queue(sio.AppendOpen(nil, sio.Open{
 		SID:          p.sid,
 		PingInterval: cfg.PingInterval.Milliseconds(),
@@ -67,23 +66,16 @@ func (p *socketIO) greet(s *session) {
 
 func (p *socketIO) joinFrames() bool { return false } // one Engine.IO packet a frame
 
-// keepalive sends Engine.IO pings every PingInterval and ends the session when one is not
-// answered within PingTimeout (socket.io-client closes on its side the same way).
+// keepalive sends Engine.IO pings every PingInterval, as Engine.IO clients expect whether or
+// not the connection is busy, and ends the session when one is not answered within
+// PingTimeout (socket.io-client closes on its side the same way).
 func (p *socketIO) keepalive(s *session, now time.Time) {
-	cfg := &s.srv.cfg
-	sent := time.Unix(0, p.pingSent.Load())
-	if p.awaiting.Load() {
-		if now.Sub(sent) > cfg.PingTimeout {
-			s.log().Debug("socket.io client missed a ping")
-			s.metrics.closed(wire.ClosePolicy)
-			s.cancel(errPingTimeout) // first: the reader's error on the cut socket is not the cause
-			s.cut()
-		}
+	if s.awaitingPong(now) {
 		return
 	}
-	if now.Sub(sent) >= cfg.PingInterval {
-		p.pingSent.Store(now.UnixNano())
-		p.awaiting.Store(true)
+	if now.Sub(time.Unix(0, p.lastPing.Load())) >= s.srv.cfg.PingInterval {
+		p.lastPing.Store(now.UnixNano())
+		s.pingSent.Store(now.UnixNano()) // before the queue: the pong may come before it returns
 		s.queue([]byte{sio.EIOPing})
 	}
 }
@@ -99,8 +91,7 @@ func (p *socketIO) serve(ctx context.Context, s *session, typ websocket.MessageT
 		return nil
 	}
 	switch t {
-	case sio.EIOPong:
-		p.awaiting.Store(false)
+	case sio.EIOPong: // the reader's alive took it as the answer
 		s.parkNext = true // park until the client sends more (park.go)
 		return nil
 	case sio.EIOPing: // a client's own probe: answer it

@@ -328,6 +328,13 @@ func TestSocketIOPingTimeout(t *testing.T) {
 	if took < 300*time.Millisecond {
 		t.Fatalf("closed after %s, before pingTimeout", took)
 	}
+	// Counted as a ping timeout, as on /ws, and not as a close for abuse: the client is gone.
+	if n := testutil.ToFloat64(env.metrics.pingTimeouts.WithLabelValues("socketio")); n != 1 {
+		t.Fatalf("ping_timeouts{socketio} = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(env.metrics.closes.WithLabelValues("1008", "socketio")); n != 0 {
+		t.Fatalf("closes{1008, socketio} = %v, want 0", n)
+	}
 	// The client that answers stays.
 	alive.send(`421["join",{"username":"a","room":"r"}]`)
 	var j joinAck

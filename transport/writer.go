@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/coder/websocket"
@@ -192,6 +193,9 @@ func (s *session) pingIfIdle(ctx context.Context) error {
 	if err := s.conn.Ping(pctx); err != nil {
 		if ctx.Err() == nil {
 			s.log().Debug("closing a client that did not answer a ping", "err", err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				s.metrics.pingTimeouts.Inc()
+			}
 		}
 		_ = s.conn.CloseNow()
 		return err
