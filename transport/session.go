@@ -321,6 +321,13 @@ func (s *session) readLoop(ctx context.Context) (parked bool, err error) {
 // handle serves one client frame. It returns an error only when the session must end.
 func (s *session) handle(ctx context.Context, frame []byte) error {
 	req, perr := wire.Decode(frame)
+	return s.serveRequest(ctx, &req, perr)
+}
+
+// serveRequest serves one request, which perr refused if it is not nil: a decoded frame, or a
+// request a compatibility layer made (Socket.IO). It returns an error only when the session
+// must end.
+func (s *session) serveRequest(ctx context.Context, req *wire.Request, perr *wire.Error) error {
 	// Limited after the decode, which is bounded by the frame size: the refusal carries the
 	// request's ref, as every error does.
 	if !s.requests.Allow() {
@@ -335,7 +342,7 @@ func (s *session) handle(ctx context.Context, frame []byte) error {
 		s.answer(wire.AppendPong(nil, req.Ref))
 		return nil
 	}
-	return s.dispatch(ctx, &req)
+	return s.dispatch(ctx, req)
 }
 
 // dispatch serves one decoded request.

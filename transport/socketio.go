@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -178,7 +177,8 @@ type sioArgs struct {
 	Since    *wire.Since `json:"since"`
 }
 
-// event turns a Socket.IO event into a native request and serves it like a native frame.
+// event turns a Socket.IO event into a native request, and validates and serves it as a
+// native frame's.
 func (p *socketIO) event(ctx context.Context, s *session, pkt sio.Packet) error {
 	name, args, err := sio.EventArgs(pkt.Data)
 	if err != nil {
@@ -255,11 +255,8 @@ func (p *socketIO) event(ctx context.Context, s *session, pkt sio.Packet) error 
 		p.refuse(s, pkt.AckID, wire.Errorf(wire.CodeNotJoined, "join a room first"))
 		return nil
 	}
-	frame, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode a request from socket.io: %w", err)
-	}
-	return s.handle(ctx, frame)
+	valid, perr := req.Validate()
+	return s.serveRequest(ctx, &valid, perr)
 }
 
 // refuse answers a refused request with an ack (when it asked for one) or an error event.

@@ -74,6 +74,41 @@ func decode(frame []byte, fast bool) (Request, *Error) {
 			return req, Errorf(CodeBadRequest, "field %s must be %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()))
 		}
 	}
+	return validate(&raw)
+}
+
+// Validate checks a request that a compatibility layer (Socket.IO) built, as Decode checks a
+// frame: it answers what Decode answers for the frame json.Marshal makes of c, in which an
+// empty field is absent.
+func (c *ClientRequest) Validate() (Request, *Error) {
+	raw := rawRequest{Type: &c.Type, On: c.On, Since: c.Since}
+	if c.Ref != "" {
+		raw.Ref = &c.Ref
+	}
+	if c.Room != "" {
+		raw.Room = &c.Room
+	}
+	if c.User != "" {
+		raw.User = &c.User
+	}
+	if c.Text != "" {
+		raw.Text = &c.Text
+	}
+	if c.Before != 0 {
+		raw.Before = &c.Before
+	}
+	if c.Limit != 0 {
+		raw.Limit = &c.Limit
+	}
+	return validate(&raw)
+}
+
+// validate checks the fields of a decoded client object and makes the Request of them.
+func validate(raw *rawRequest) (Request, *Error) {
+	var req Request
+	if raw.Ref != nil && len(*raw.Ref) <= MaxRef {
+		req.Ref = *raw.Ref
+	}
 	if raw.Ref != nil && len(*raw.Ref) > MaxRef {
 		return req, Errorf(CodeBadRequest, "ref is longer than %d bytes", MaxRef)
 	}

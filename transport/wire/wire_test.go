@@ -313,6 +313,42 @@ func FuzzDecodePaths(f *testing.F) {
 	})
 }
 
+// FuzzValidate: a request that the Socket.IO layer builds is answered by Validate as Decode
+// answers the frame json.Marshal makes of it, the request or the error. Its strings come from
+// encoding/json, so they are valid UTF-8.
+func FuzzValidate(f *testing.F) {
+	f.Add("join", "sio-ack:1", "general", " alice ", "", uint8(0), true, "k3J9", uint64(4), uint64(0), 0)
+	f.Add("message", "", "general", "", "hello", uint8(0), false, "", uint64(0), uint64(0), 0)
+	f.Add("typing", "", "general", "", "", uint8(1), false, "", uint64(0), uint64(0), 0)
+	f.Add("typing", "", "r", "", "", uint8(0), false, "", uint64(0), uint64(0), 0)
+	f.Add("history", "h", "r", "", "", uint8(0), false, "", uint64(7), uint64(0), -3)
+	f.Add("leave", strings.Repeat("r", 65), "", "", "", uint8(2), false, "", uint64(0), uint64(0), 0)
+	f.Add("users", "", "bad room", "", " ", uint8(0), false, "", uint64(0), uint64(0), 0)
+	f.Fuzz(func(t *testing.T, typ, ref, room, user, text string, on uint8, hasSince bool, epoch string, seq, before uint64, limit int) {
+		for _, s := range []string{typ, ref, room, user, text, epoch} {
+			if !utf8.ValidString(s) {
+				return
+			}
+		}
+		c := ClientRequest{Type: typ, Ref: ref, Room: room, User: user, Text: text, Before: before, Limit: limit}
+		if on > 0 {
+			c.On = new(on == 2)
+		}
+		if hasSince {
+			c.Since = &Since{Epoch: epoch, Seq: seq}
+		}
+		frame, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotReq, gotErr := c.Validate()
+		wantReq, wantErr := Decode(frame)
+		if !reflect.DeepEqual(gotReq, wantReq) || !reflect.DeepEqual(gotErr, wantErr) {
+			t.Fatalf("%+v: Validate %+v %v, Decode(%s) %+v %v", c, gotReq, gotErr, frame, wantReq, wantErr)
+		}
+	})
+}
+
 // BenchmarkDecode: a message object on the fast path, and through encoding/json (the
 // control).
 func BenchmarkDecode(b *testing.B) {
