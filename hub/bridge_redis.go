@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -259,38 +260,9 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 	if strings.Contains(rest, "#") || at >= 0 && strings.ContainsAny(rest[:at], "/?") {
 		return fail(errors.New("percent-encode / ? # @ % in the password and in query values (# is %23)"))
 	}
-	u, err := url.Parse(raw)
-	if err == nil && strings.Contains(u.Host, ",") {
-		hosts := strings.Split(u.Host, ",")
-		u.Host = hosts[0]
-		q := u.Query()
-		for _, h := range hosts[1:] {
-			q.Add("addr", h)
-		}
-		u.RawQuery = q.Encode()
-		raw = u.String()
-	} else if err != nil && strings.Contains(raw, ",") {
-		// url.Parse refuses "h1:1,h2:2" as a port; move the extra hosts to addr=.
-		scheme, rest, _ := strings.Cut(raw, "://")
-		auth, hostpart := "", rest
-		if i := strings.LastIndex(rest, "@"); i >= 0 {
-			auth, hostpart = rest[:i+1], rest[i+1:]
-		}
-		hosts, tail := hostpart, ""
-		if i := strings.IndexAny(hostpart, "/?"); i >= 0 {
-			hosts, tail = hostpart[:i], hostpart[i:]
-		}
-		list := strings.Split(hosts, ",")
-		sep := "?"
-		if strings.Contains(tail, "?") {
-			sep = "&"
-		}
-		extra := ""
-		for _, h := range list[1:] {
-			extra += sep + "addr=" + url.QueryEscape(h)
-			sep = "&"
-		}
-		raw = scheme + "://" + auth + list[0] + tail + extra
+	raw, err := seedsToQuery(raw)
+	if err != nil {
+		return fail(err)
 	}
 	opt, err := rueidis.ParseURL(raw)
 	switch {
@@ -304,6 +276,46 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 		err = uerr.Err // its URL is in the message already
 	}
 	return fail(err)
+}
+
+// seedsToQuery moves the addresses after the first of a seed list (redis://h1:7000,h2:7001)
+// into addr= query values, where rueidis reads them: url.Parse takes "7000,h2:7001" for a bad
+// port. An address without a port gets Redis' 6379 here, where rueidis would give it the
+// first address's host.
+func seedsToQuery(raw string) (string, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw, nil
+	}
+	auth, hostpart := "", rest
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		auth, hostpart = rest[:i+1], rest[i+1:]
+	}
+	hosts, tail := hostpart, ""
+	if i := strings.IndexAny(hostpart, "/?"); i >= 0 {
+		hosts, tail = hostpart[:i], hostpart[i:]
+	}
+	if !strings.Contains(hosts, ",") {
+		return raw, nil
+	}
+	list := strings.Split(hosts, ",")
+	if slices.Contains(list, "") {
+		return "", errors.New("an empty address in the list of hosts")
+	}
+	var b strings.Builder
+	b.WriteString(scheme + "://" + auth + list[0] + tail)
+	sep := "?"
+	if strings.Contains(tail, "?") {
+		sep = "&"
+	}
+	for _, addr := range list[1:] {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), "6379")
+		}
+		b.WriteString(sep + "addr=" + url.QueryEscape(addr))
+		sep = "&"
+	}
+	return b.String(), nil
 }
 
 // redactURL hides the credentials of a Redis URL for logs and errors: everything between the

@@ -25,6 +25,9 @@ func TestParseRedisURL(t *testing.T) {
 		{name: "TLS", url: "rediss://cache.example.com:6380", addrs: []string{"cache.example.com:6380"}, tls: true},
 		{name: "cluster seeds", url: "redis://h1:7000,h2:7001,h3:7002", addrs: []string{"h1:7000", "h2:7001", "h3:7002"}},
 		{name: "cluster seeds with credentials and a query", url: "redis://app:s3cret@h1:7000,h2:7001/0?dial_timeout=2s", addrs: []string{"h1:7000", "h2:7001"}, user: "app", pass: "s3cret"},
+		{name: "cluster seeds without ports, TLS", url: "rediss://h1,h2", addrs: []string{"h1:6379", "h2:6379"}, tls: true},
+		{name: "IPv6 cluster seeds", url: "redis://[::1]:7000,[::2]:7001,[::3]", addrs: []string{"[::1]:7000", "[::2]:7001", "[::3]:6379"}},
+		{name: "an empty seed", url: "redis://h1:7000,,h2:7001", err: "an empty address"},
 		{name: "empty", url: "", err: "redis URL is empty"},
 		{name: "another scheme", url: "http://h1:6379", err: "want redis://"},
 		{name: "a bad port, password hidden", url: "redis://app:s3cret@h1:notaport", err: "check the host, the port"},
@@ -40,7 +43,7 @@ func TestParseRedisURL(t *testing.T) {
 		{name: "a ? after a port-like password", url: "redis://app:6379?dial_timeout=s3cret@h1", err: "percent-encode"},
 		{name: "seeds after a / in the password", url: "redis://app:1/s3cret@h1:7000,h2:7001", err: "percent-encode"},
 		{name: "an @ in a query value", url: "redis://h1:6379/0?client_name=a@b", err: "percent-encode"},
-		{name: "a bad database, password hidden", url: "redis://app:s3cret@h1:6379/x,h2:1", err: "want redis://"},
+		{name: "a comma after the database, password hidden", url: "redis://app:s3cret@h1:6379/x,h2:1", err: "want redis://"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
