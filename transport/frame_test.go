@@ -77,9 +77,7 @@ func TestFramesReachRealClients(t *testing.T) {
 	}
 }
 
-// unwrapOnly hides the ResponseWriter's Hijacker behind Unwrap, as some middleware does: the
-// library still hijacks, but the server does not get the connection and writes through the
-// library instead.
+// unwrapOnly hides the ResponseWriter's Hijacker behind Unwrap, as some middleware does.
 type unwrapOnly struct{ w http.ResponseWriter }
 
 func (u unwrapOnly) Header() http.Header         { return u.w.Header() }
@@ -87,7 +85,9 @@ func (u unwrapOnly) Write(b []byte) (int, error) { return u.w.Write(b) }
 func (u unwrapOnly) WriteHeader(code int)        { u.w.WriteHeader(code) }
 func (u unwrapOnly) Unwrap() http.ResponseWriter { return u.w }
 
-func TestWritesWithoutTheConnection(t *testing.T) {
+// TestUpgradeUnderMiddleware: behind middleware that hides the Hijacker behind Unwrap, the
+// server still gets the connection and writes to it itself, as without the middleware.
+func TestUpgradeUnderMiddleware(t *testing.T) {
 	t.Parallel()
 	env := setupTest(t, Config{}, shard.Config{})
 	wrapped := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,14 +98,14 @@ func TestWritesWithoutTheConnection(t *testing.T) {
 	a, b := env.dial(), env.dial()
 	a.join("r", "a")
 	b.join("r", "b")
-	a.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: "through the library"})
-	if m := b.nextOf(wire.TypeMessage); m.Text != "through the library" {
+	a.send(wire.ClientRequest{Type: wire.TypeMessage, Room: "r", Text: "under middleware"})
+	if m := b.nextOf(wire.TypeMessage); m.Text != "under middleware" {
 		t.Fatalf("got %+v", m)
 	}
 	env.srv.mu.Lock()
 	for s := range env.srv.sessions {
-		if s.raw != nil {
-			t.Error("a session got the connection through a writer that hides it")
+		if s.raw == nil {
+			t.Error("a session did not get the connection through a writer that hides it behind Unwrap")
 		}
 	}
 	env.srv.mu.Unlock()

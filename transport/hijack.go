@@ -67,10 +67,18 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
-// withSmallBuffers wraps w when it can be hijacked; *to is the connection once it is.
+// withSmallBuffers wraps w when it can be hijacked; *to is the connection once it is. Like
+// websocket.Accept, it looks for the Hijacker under any middleware that hides it behind
+// Unwrap, so that every session that upgrades writes to its socket itself.
 func withSmallBuffers(w http.ResponseWriter, to *hijacked) http.ResponseWriter {
-	if hj, ok := w.(http.Hijacker); ok {
-		return smallBuffers{ResponseWriter: w, hijacker: hj, to: to}
+	for under := w; ; {
+		switch t := under.(type) {
+		case http.Hijacker:
+			return smallBuffers{ResponseWriter: w, hijacker: t, to: to}
+		case interface{ Unwrap() http.ResponseWriter }:
+			under = t.Unwrap()
+		default:
+			return w // not hijackable (HTTP/2, say): websocket.Accept refuses the upgrade
+		}
 	}
-	return w
 }

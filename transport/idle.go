@@ -13,11 +13,8 @@ import "net"
 // deep: a pong, which every idle client sends once per PingInterval, would put the reader back
 // there for good. So the wait takes a whole pong off the socket itself (idle_unix.go).
 
-// adopt gives the session the connection websocket.Accept hijacked, when it got one.
+// adopt gives the session the connection websocket.Accept hijacked.
 func (s *session) adopt(h hijacked) {
-	if h.conn == nil {
-		return
-	}
 	s.raw = h.conn
 	s.buffered = h.reader
 	s.early = h.early

@@ -384,6 +384,14 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 		s.log.Debug("websocket upgrade failed", "remote", client, "err", err)
 		return
 	}
+	if hj.conn == nil {
+		// Accept hijacks through withSmallBuffers' wrapper when it hijacks at all; a library
+		// that found another way would leave the session no socket to write to.
+		release()
+		s.log.Error("websocket upgrade without the server's hijack; closing it", "remote", client)
+		_ = conn.CloseNow()
+		return
+	}
 	conn.SetReadLimit(wire.MaxFrame)
 	id := s.nextID.Add(1)
 	sess = newSession(s, id, conn, client.String(), newProto(id))

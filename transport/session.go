@@ -40,7 +40,7 @@ type session struct {
 	id   uint64
 	srv  *Server
 	conn *websocket.Conn
-	raw  net.Conn // the connection under conn, for data frames (frame.go); nil: use conn
+	raw  net.Conn // the connection under conn, for data frames (frame.go)
 	// The library's reader of raw and raw's file descriptor, to wait for input (idle.go);
 	// rawConn is nil when raw is nil or not a plain socket, or where there is no peek.
 	buffered         *bufio.Reader
@@ -198,10 +198,6 @@ func (s *session) closeWith(code wire.CloseCode, reason string) {
 // not wait on any one client.
 func (s *session) cut() {
 	s.unpark()
-	if s.raw == nil { // not hijacked through smallBuffers: only the library holds the socket
-		_ = s.conn.CloseNow()
-		return
-	}
 	_ = s.raw.Close()
 }
 

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/coder/websocket"
@@ -97,7 +96,7 @@ func (s *session) writeLoop(ctx context.Context) error {
 	defer s.writerWaiting.Store(0)
 	for {
 		if s.pingDue.Swap(false) {
-			if err := s.pingIfIdle(ctx); err != nil {
+			if err := s.pingIfIdle(); err != nil {
 				return err
 			}
 		}
@@ -114,7 +113,7 @@ func (s *session) writeLoop(ctx context.Context) error {
 			return s.close(wire.CloseSlowConsumer, "slow consumer: too far behind")
 		}
 		wrote := len(batch) > 0
-		if err := s.writeBatch(ctx, batch); err != nil {
+		if err := s.writeBatch(batch); err != nil {
 			return err
 		}
 		clear(batch)
@@ -125,7 +124,7 @@ func (s *session) writeLoop(ctx context.Context) error {
 			// What was queued before the close was asked for (the error that led to a
 			// 1008, say) may have come after the take above: write it too.
 			batch, _, _ = s.out.take(batch)
-			if err := s.writeBatch(ctx, batch); err != nil {
+			if err := s.writeBatch(batch); err != nil {
 				return err
 			}
 			if code == wire.CloseRestart {
@@ -174,45 +173,25 @@ func (s *session) close(code wire.CloseCode, reason string) error {
 // not masked.
 var pingFrame = []byte{0x89, 0x00}
 
-// pingIfIdle pings a client that has sent nothing for PingInterval. On a connection the
-// server writes itself, it writes the ping and goes on: the watchdog drops the client if the
-// pong does not come within PingTimeout (native.keepalive). Through the library, Ping waits
-// for the pong, and ends the session when it does not come within PingTimeout.
-func (s *session) pingIfIdle(ctx context.Context) error {
-	cfg := &s.srv.cfg
-	if time.Since(time.Unix(0, s.lastRead.Load())) < cfg.PingInterval {
+// pingIfIdle pings a client that has sent nothing for PingInterval. It writes the ping and
+// goes on: the watchdog drops the client if the pong does not come within PingTimeout
+// (session.awaitingPong).
+func (s *session) pingIfIdle() error {
+	if time.Since(time.Unix(0, s.lastRead.Load())) < s.srv.cfg.PingInterval {
 		return nil
 	}
-	if s.raw != nil {
-		// Set first: the pong may come before the write returns.
-		s.pingSent.Store(time.Now().UnixNano())
-		return s.writeRaw(pingFrame, 0) // a control frame: not counted as a frame of objects
-	}
-	pctx, cancel := context.WithTimeout(ctx, cfg.PingTimeout)
-	defer cancel()
-	if err := s.conn.Ping(pctx); err != nil {
-		if ctx.Err() == nil {
-			s.log().Debug("closing a client that did not answer a ping", "err", err)
-			if errors.Is(err, context.DeadlineExceeded) {
-				s.metrics.pingTimeouts.Inc()
-			}
-		}
-		_ = s.conn.CloseNow()
-		return err
-	}
-	return nil // the pong went through session.alive
+	// Set first: the pong may come before the write returns.
+	s.pingSent.Store(time.Now().UnixNano())
+	return s.writeRaw(pingFrame, 0) // a control frame: not counted as a frame of objects
 }
 
 // writeBatch writes a batch of queued items in as few write calls as it can. The native
 // protocol joins objects with '\n' into frames of at most FrameCap bytes (an object larger
 // than that goes alone); Socket.IO wants one packet a frame, and gets as many whole frames as
 // fit in FrameCap in one write.
-func (s *session) writeBatch(ctx context.Context, batch [][]byte) error {
+func (s *session) writeBatch(batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
-	}
-	if s.raw == nil {
-		return s.writeBatchThroughLibrary(ctx, batch)
 	}
 	bufp := s.srv.frameBufs.Get().(*[]byte)
 	defer s.srv.frameBufs.Put(bufp)
@@ -272,52 +251,5 @@ func (s *session) writeRaw(b []byte, frames int) error {
 	}
 	s.srv.metrics.framesWritten.Add(float64(frames))
 	s.srv.metrics.bytesWritten.Add(float64(len(b)))
-	return nil
-}
-
-// writeBatchThroughLibrary writes a batch with coder/websocket's writer, for a connection
-// whose net.Conn the server did not get at the upgrade (a ResponseWriter that hides its
-// Hijacker behind Unwrap).
-func (s *session) writeBatchThroughLibrary(ctx context.Context, batch [][]byte) error {
-	if !s.proto.joinFrames() {
-		for _, frame := range batch {
-			if err := s.writeFrame(ctx, frame); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	bufp := s.srv.frameBufs.Get().(*[]byte)
-	defer s.srv.frameBufs.Put(bufp)
-	frame := (*bufp)[:0]
-	for _, obj := range batch {
-		if len(frame) > 0 && len(frame)+1+len(obj) > s.srv.cfg.FrameCap {
-			if err := s.writeFrame(ctx, frame); err != nil {
-				return err
-			}
-			frame = frame[:0]
-		}
-		if len(frame) > 0 {
-			frame = append(frame, '\n')
-		}
-		frame = append(frame, obj...)
-	}
-	err := s.writeFrame(ctx, frame)
-	if cap(frame) <= 2*s.srv.cfg.FrameCap {
-		*bufp = frame[:0]
-	}
-	return err
-}
-
-// writeFrame writes one frame through coder/websocket.
-func (s *session) writeFrame(_ context.Context, frame []byte) error {
-	s.writingSince.Store(time.Now().UnixNano())
-	err := s.conn.Write(context.Background(), websocket.MessageText, frame)
-	s.writingSince.Store(0)
-	if err != nil {
-		return err
-	}
-	s.srv.metrics.framesWritten.Inc()
-	s.srv.metrics.bytesWritten.Add(float64(len(frame)))
 	return nil
 }
