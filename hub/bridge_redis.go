@@ -280,8 +280,8 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 
 // seedsToQuery moves the addresses after the first of a seed list (redis://h1:7000,h2:7001)
 // into addr= query values, where rueidis reads them: url.Parse takes "7000,h2:7001" for a bad
-// port. An address without a port gets Redis' 6379 here, where rueidis would give it the
-// first address's host.
+// port. An address in the list without a port gets Redis' 6379 here, where rueidis would
+// give it the first address's host.
 func seedsToQuery(raw string) (string, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
@@ -309,13 +309,36 @@ func seedsToQuery(raw string) (string, error) {
 		sep = "&"
 	}
 	for _, addr := range list[1:] {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(strings.Trim(addr, "[]"), "6379")
+		addr, err := seedAddress(addr)
+		if err != nil {
+			return "", err
 		}
 		b.WriteString(sep + "addr=" + url.QueryEscape(addr))
 		sep = "&"
 	}
 	return b.String(), nil
+}
+
+// seedAddress checks a seed address after the first, host:port or a bare host (Redis' 6379
+// then), an IPv6 one in brackets. rueidis would dial the first address's host for one it
+// cannot split, so those are refused here.
+func seedAddress(addr string) (string, error) {
+	bad := fmt.Errorf("seed address %q is not host:port (an IPv6 address in brackets)", addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil { // no port, or not an address
+		host, port = addr, "6379"
+		if inner, ok := strings.CutPrefix(addr, "["); ok {
+			if host, ok = strings.CutSuffix(inner, "]"); !ok {
+				return "", bad
+			}
+		} else if strings.Contains(addr, ":") {
+			return "", bad // a second port, or an IPv6 address without brackets
+		}
+	}
+	if n, err := strconv.Atoi(port); host == "" || strings.ContainsAny(host, " []") || err != nil || n < 1 || n > 65535 {
+		return "", bad
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // redactURL hides the credentials of a Redis URL for logs and errors: everything between the

@@ -66,7 +66,8 @@ func (native) keepalive(s *session, now time.Time) {
 
 // awaitingPong reports whether a ping sent to the client still awaits an answer, and drops
 // the client once that answer is PingTimeout late. Each protocol's keepalive asks it before it
-// thinks of another ping. Any frame or pong from the client answers (session.alive).
+// thinks of another ping. Any frame or pong from the client answers (session.alive): it shows
+// the client is there, as a pong would.
 func (s *session) awaitingPong(now time.Time) bool {
 	sent := s.pingSent.Load()
 	if sent == 0 {

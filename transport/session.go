@@ -463,5 +463,9 @@ func (s *session) refuse(ref string, e *wire.Error) {
 // its OnPongReceived, on whichever goroutine reads.
 func (s *session) alive() {
 	s.lastRead.Store(time.Now().UnixNano())
-	s.pingSent.Store(0)
+	// Not a dropped client's -1: a frame it sent before the cut must not have it pinged, and
+	// counted, again.
+	if sent := s.pingSent.Load(); sent > 0 {
+		s.pingSent.CompareAndSwap(sent, 0)
+	}
 }

@@ -30,7 +30,7 @@ type socketIO struct {
 	sid   string
 	cache *derivedCache
 
-	lastPing atomic.Int64 // Unix ns of the last Engine.IO ping (or of the open)
+	lastPing atomic.Int64 // Unix ns of the last Engine.IO ping (or of the session's start)
 
 	// Owned by the reader.
 	connected bool
@@ -47,14 +47,17 @@ type socketIO struct {
 const ackRefPrefix = "sio-ack:"
 
 func newSocketIO(sid string, cache *derivedCache) *socketIO {
-	return &socketIO{sid: sid, cache: cache, rooms: make(map[string][]string)}
+	p := &socketIO{sid: sid, cache: cache, rooms: make(map[string][]string)}
+	// From the start: the watchdog may look at the session before greet has sent the open
+	// packet, and a ping must not go before it.
+	p.lastPing.Store(time.Now().UnixNano())
+	return p
 }
 
 func (p *socketIO) name() string { return "socketio" }
 
 func (p *socketIO) greet(s *session) {
 	cfg := &s.srv.cfg
-	p.lastPing.Store(time.Now().UnixNano())
 	s.queue(sio.AppendOpen(nil, sio.Open{
 		SID:          p.sid,
 		PingInterval: cfg.PingInterval.Milliseconds(),
@@ -66,8 +69,8 @@ func (p *socketIO) greet(s *session) {
 func (p *socketIO) joinFrames() bool { return false } // one Engine.IO packet a frame
 
 // keepalive sends Engine.IO pings every PingInterval, as Engine.IO clients expect whether or
-// not the connection is busy, and ends the session when one is not answered within
-// PingTimeout (socket.io-client closes on its side the same way).
+// not the connection is busy, and ends the session when the client sends nothing within
+// PingTimeout of one (socket.io-client closes on its side when pings stop coming).
 func (p *socketIO) keepalive(s *session, now time.Time) {
 	if s.awaitingPong(now) {
 		return

@@ -318,6 +318,24 @@ func TestSocketIOPingTimeout(t *testing.T) {
 	alive.connect()
 	silent := env.dialSIO(false) // gets pings, never answers
 	silent.connect()
+	chatty := env.dialSIO(false) // never answers a ping either, but talks
+	chatty.connect()
+	stopTalking := make(chan struct{})
+	talked := make(chan struct{})
+	go func() {
+		defer close(talked)
+		for {
+			select {
+			case <-stopTalking:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			frame := []byte(`42["typing",true]`) // refused (not joined), and still a sign of life
+			if chatty.conn.Write(context.Background(), websocket.MessageText, frame) != nil {
+				return
+			}
+		}
+	}()
 	start := time.Now()
 	for {
 		if _, ok := <-silent.frames; !ok {
@@ -325,6 +343,16 @@ func TestSocketIOPingTimeout(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
+	time.Sleep(400 * time.Millisecond) // past a timeout of chatty's own pings too
+	close(stopTalking)
+	<-talked
+	// Any packet answers a ping, as a pong would: the client that talks stays.
+	chatty.send(`429["join",{"username":"c","room":"r"}]`)
+	var cj joinAck
+	chatty.ack("9", &cj)
+	if !cj.OK {
+		t.Fatalf("the client that talks: %+v", cj)
+	}
 	if took < 300*time.Millisecond {
 		t.Fatalf("closed after %s, before pingTimeout", took)
 	}
