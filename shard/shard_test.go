@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -462,6 +463,46 @@ func BenchmarkFanout(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// BenchmarkInbox: many senders at once, as many sessions' readers are: each publishes in a
+// room of its own (one member) and waits for the answer ("reply"), or sends typing and goes on
+// ("no reply"), so that commands queue up. Per command.
+func BenchmarkInbox(b *testing.B) {
+	for _, wait := range []bool{true, false} {
+		name := map[bool]string{true: "reply", false: "no reply"}[wait]
+		b.Run(name, func(b *testing.B) {
+			s := start(b, Config{})
+			var rooms atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				room := fmt.Sprint("r", rooms.Add(1))
+				m := &queueMember{}
+				if err := call(b, s.Join, Request{Member: m, Room: room, User: "u"}); err != nil {
+					b.Error(err)
+					return
+				}
+				req := Request{Member: m, Room: room, User: "u", Text: "hello there", On: true}
+				if wait {
+					req.Reply = make(chan error, 1)
+				}
+				ctx := context.Background()
+				for pb.Next() {
+					var err error
+					if wait {
+						err = s.Publish(ctx, req)
+					} else {
+						err = s.Typing(ctx, req)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
