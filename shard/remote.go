@@ -71,24 +71,14 @@ const maxPending = 4096
 // The event goes by pointer, which keeps the inbox's commands small (see command): a caller
 // with several events hands in pointers into one slice, one allocation for them all.
 func (s *Shard) TryDeliver(room string, ev *Event) bool {
-	select {
-	case s.inbox <- command{op: opDeliver, Request: Request{Room: room}, event: ev}:
-		return true
-	default:
-		return false
-	}
+	return s.inbox.tryPut(command{op: opDeliver, Request: Request{Room: room}, event: ev})
 }
 
 // TryResync asks the shard, without blocking, to read what room may have missed from the
 // store: after a subscription came back, or after TryDeliver failed. It reports whether the
 // request was taken.
 func (s *Shard) TryResync(room string) bool {
-	select {
-	case s.inbox <- command{op: opResync, Request: Request{Room: room}}:
-		return true
-	default:
-		return false
-	}
+	return s.inbox.tryPut(command{op: opResync, Request: Request{Room: room}})
 }
 
 // TryRoster hands the shard, without blocking, the users of room on every host as the store
@@ -97,24 +87,12 @@ func (s *Shard) TryResync(room string) bool {
 // order of the room's events: the bridge reads them in the same step as it publishes them on
 // the room's channel. It reports whether the roster was taken.
 func (s *Shard) TryRoster(room string, users []string) bool {
-	select {
-	case s.inbox <- command{op: opRoster, Request: Request{Room: room, Users: users}}:
-		return true
-	default:
-		return false
-	}
+	return s.inbox.tryPut(command{op: opRoster, Request: Request{Room: room, Users: users}})
 }
 
 // Synced hands the shard the answer to its Remote.Sync for room.
 func (s *Shard) Synced(ctx context.Context, room string, st RoomState) error {
-	select {
-	case s.inbox <- command{op: opSynced, Request: Request{Room: room}, state: &st}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return ErrStopped
-	}
+	return s.inbox.put(ctx, s.done, command{op: opSynced, Request: Request{Room: room}, state: &st})
 }
 
 // unpark takes member's parked join out of r, answering it not_joined, and reports whether

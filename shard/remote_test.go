@@ -300,7 +300,9 @@ func TestRemoteParkedJoinsShareOneSync(t *testing.T) {
 			// Both joins go into the inbox before the answer, in order: both are parked.
 			replies := []chan error{make(chan error, 1), make(chan error, 1)}
 			for i, user := range []string{"a", "b"} {
-				s.inbox <- command{op: opJoin, Request: Request{Member: &sink{}, Room: "r", User: user, Reply: replies[i]}}
+				if err := s.inbox.put(context.Background(), s.done, command{op: opJoin, Request: Request{Member: &sink{}, Room: "r", User: user, Reply: replies[i]}}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			_ = s.Synced(context.Background(), "r", tc.answer)
 			for _, reply := range replies {
@@ -422,8 +424,12 @@ func TestRemoteJoinsShareOneRoster(t *testing.T) {
 	carol, bob := &sink{}, &sink{}
 	// Both joins go into the inbox before the answer, in order: both are parked.
 	replies := []chan error{make(chan error, 1), make(chan error, 1)}
-	s.inbox <- command{op: opJoin, Request: Request{Member: carol, Room: "r", User: "carol", Users: []string{"carol", "u"}, Reply: replies[0]}}
-	s.inbox <- command{op: opJoin, Request: Request{Member: bob, Room: "r", User: "bob", Users: []string{"bob", "carol", "u", "x"}, Reply: replies[1]}}
+	if err := s.inbox.put(context.Background(), s.done, command{op: opJoin, Request: Request{Member: carol, Room: "r", User: "carol", Users: []string{"carol", "u"}, Reply: replies[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.inbox.put(context.Background(), s.done, command{op: opJoin, Request: Request{Member: bob, Room: "r", User: "bob", Users: []string{"bob", "carol", "u", "x"}, Reply: replies[1]}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Synced(context.Background(), "r", RoomState{Epoch: "e1", Seq: 1, Messages: msgs("e1", 1, 1)}); err != nil {
 		t.Fatal(err)
 	}

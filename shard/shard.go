@@ -74,10 +74,10 @@ const (
 )
 
 // InboxFor is the Inbox for each of shards shards: 8,192 commands shared out, at least 1,024
-// and at most 4,096 each. A command is 176 bytes (TestCommandSize), and a shard's inbox, once
-// its ring has gone round, is resident and scanned by the garbage collector whole: 704 KiB a
-// shard at 4,096. At 4,096 each, a 64-core host would hold 44 MiB of inboxes, each shard
-// carrying a 64th of the load; shared out, it holds 11 MiB (1,024 each).
+// and at most 4,096 each. An inbox holds only the commands that wait in it (inbox.go), but a
+// full one holds 704 KiB (commands are 176 bytes, TestCommandSize), scanned by the garbage
+// collector: at 4,096 each, a 64-core host whose shards all fell behind would hold 44 MiB;
+// shared out, 11 MiB (1,024 each), each shard carrying a 64th of the load.
 func InboxFor(shards int) int {
 	return min(maxInbox, max(minInbox, inboxTotal/max(shards, 1)))
 }
@@ -168,9 +168,9 @@ var opNames = [...]string{
 
 func (o op) String() string { return opNames[o] }
 
-// A command is what waits in a shard's inbox, copied in whole: its size is the inbox's
-// memory, 4,096 commands a shard by default, all resident once the ring has gone round. So
-// the Redis path's event goes by pointer, and the booleans sit together at the end.
+// A command is what waits in a shard's inbox, copied in whole: its size is what a full inbox
+// holds, 4,096 commands a shard by default. So the Redis path's event goes by pointer, and the
+// booleans sit together at the end.
 type command struct {
 	op op
 	Request
@@ -192,12 +192,13 @@ type Shard struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *Metrics
-	inbox   chan command
+	inbox   *inbox
 	done    chan struct{} // closed when Run returns
 
 	// Owned by Run.
 	rooms   map[string]*room
-	toFlush []Member // members that got objects since the last flush and need waking
+	toFlush []Member  // members that got objects since the last flush and need waking
+	spare   []command // the list of the last take, emptied, for the next (inbox.take)
 	// later are the members that got presence into an empty queue, woken when presenceDue
 	// fires (their queues wake them sooner for anything else; see Member.SendLater).
 	later       []Member
@@ -211,11 +212,11 @@ func New(cfg Config) *Shard {
 		cfg:     cfg,
 		log:     cfg.Logger.With("shard", cfg.ID),
 		metrics: cfg.Metrics,
-		inbox:   make(chan command, cfg.Inbox),
+		inbox:   newInbox(cfg.Inbox),
 		done:    make(chan struct{}),
 		rooms:   make(map[string]*room),
 	}
-	s.metrics.registerShard(cfg.ID, cfg.Inbox, func() float64 { return float64(len(s.inbox)) })
+	s.metrics.registerShard(cfg.ID, cfg.Inbox, func() float64 { return float64(s.inbox.depth()) })
 	return s
 }
 
@@ -238,10 +239,8 @@ func (s *Shard) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case cmd := <-s.inbox:
-			s.handle(cmd)
-			s.handleWaiting()
-			s.flush()
+		case <-s.inbox.ready:
+			s.drain()
 		case <-s.presenceDue.C:
 			s.flushLater()
 		case now := <-ticker.C:
@@ -256,16 +255,29 @@ func (s *Shard) Run(ctx context.Context) {
 	}
 }
 
-// handleWaiting handles the commands already waiting in the inbox, up to Batch in all.
-func (s *Shard) handleWaiting() {
-	for range s.cfg.Batch - 1 {
-		select {
-		case cmd := <-s.inbox:
-			s.handle(cmd)
-		default:
-			return
+// drain handles the commands waiting in the inbox, and those that come meanwhile until Batch
+// have been handled, waking the members' writers (flush) after every Batch commands and at
+// the end: a burst costs each writer a wake a batch, not one a command.
+func (s *Shard) drain() {
+	handled, sinceFlush := 0, 0
+	for handled < s.cfg.Batch {
+		cmds := s.inbox.take(s.spare)
+		if len(cmds) == 0 {
+			break
 		}
+		for i := range cmds {
+			s.inbox.done() // its slot is free once it is handled, as a channel's once received
+			s.handle(cmds[i])
+			cmds[i] = command{} // nothing the command held stays reachable from the list
+			if sinceFlush++; sinceFlush == s.cfg.Batch {
+				s.flush()
+				sinceFlush = 0
+			}
+		}
+		handled += len(cmds)
+		s.spare = cmds[:0]
 	}
+	s.flush()
 }
 
 // send queues obj for m, to be woken at the next flush.
@@ -356,12 +368,8 @@ func (s *Shard) History(ctx context.Context, req Request) error { return s.do(ct
 // name).
 func (s *Shard) Rooms(ctx context.Context, limit int) ([]RoomInfo, error) {
 	reply := make(chan []RoomInfo, 1)
-	select {
-	case s.inbox <- command{op: opRooms, Request: Request{Limit: limit}, rooms: reply}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.done:
-		return nil, ErrStopped
+	if err := s.inbox.put(ctx, s.done, command{op: opRooms, Request: Request{Limit: limit}, rooms: reply}); err != nil {
+		return nil, err
 	}
 	select {
 	case rooms := <-reply:
@@ -387,12 +395,8 @@ func SortRooms(rooms []RoomInfo) {
 // the caller: that is the backpressure on a client that sends faster than its room's shard
 // can serve. It gives up when ctx is done or the shard stops.
 func (s *Shard) do(ctx context.Context, o op, req Request) error {
-	select {
-	case s.inbox <- command{op: o, Request: req}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return ErrStopped
+	if err := s.inbox.put(ctx, s.done, command{op: o, Request: req}); err != nil {
+		return err
 	}
 	if req.Reply == nil {
 		return nil

@@ -240,8 +240,10 @@ func TestStoppedShard(t *testing.T) {
 	cancel()
 	<-done
 	// With the inbox full and the shard stopped, callers give up instead of hanging.
-	for range cap(s.inbox) {
-		s.inbox <- command{}
+	for range cap(s.inbox.slots) {
+		if !s.inbox.tryPut(command{}) {
+			t.Fatal("a stopped shard's inbox took fewer commands than its size")
+		}
 	}
 	err := s.Join(context.Background(), Request{Member: &sink{}, Room: "r", User: "u", Reply: make(chan error, 1)})
 	if !errors.Is(err, ErrStopped) {
@@ -607,9 +609,8 @@ func TestFanoutAllocations(t *testing.T) {
 	}
 }
 
-// TestCommandSize: a command is copied whole into an inbox that holds thousands, all resident
-// once the ring has gone round, so a field that makes it bigger must say so here (and in
-// InboxFor's doc).
+// TestCommandSize: a command is copied whole into an inbox that may hold thousands, so a field
+// that makes it bigger must say so here (and in InboxFor's doc).
 func TestCommandSize(t *testing.T) {
 	t.Parallel()
 	if got := unsafe.Sizeof(command{}); got > 176 {
