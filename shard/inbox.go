@@ -16,6 +16,8 @@ import (
 // Senders may run on any goroutine; take and done run on the shard's goroutine only. A
 // command waits from its put until the shard, having taken it, begins to handle it (done).
 type inbox struct {
+	// Static after construction.
+
 	// slots holds a token for each command that waits: its capacity is the inbox's, and a
 	// full one makes put wait. Its tokens take no memory.
 	slots chan struct{}
@@ -58,21 +60,17 @@ func (q *inbox) tryPut(cmd command) bool {
 // to wait: after that, the shard takes whatever came since with it.
 func (q *inbox) push(cmd command) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.waiting = append(q.waiting, cmd)
-	first := len(q.waiting) == 1
-	q.mu.Unlock()
-	if first {
+	if len(q.waiting) == 1 {
+		// Under the lock: a sender stopped between its append and this would leave the
+		// commands after it waiting unseen.
 		select {
 		case q.ready <- struct{}{}:
 		default: // a token waits already
 		}
 	}
 }
-
-// maxSpare is the longest list the inbox keeps once a burst is over (fewer than a quarter of
-// it wait at a take): the lists of a burst, which may have held thousands of commands, go to
-// the garbage collector then, and not during the burst, where they would be made again.
-const maxSpare = 1024
 
 // take hands the shard every command waiting, in the order they were put, and keeps spare,
 // emptied, for the commands after them. With nothing waiting it keeps nothing and returns
@@ -83,12 +81,23 @@ func (q *inbox) take(spare []command) []command {
 	if len(q.waiting) == 0 {
 		return nil
 	}
-	if cap(spare) > maxSpare && len(q.waiting) < maxSpare/4 {
-		spare = nil
-	}
 	cmds := q.waiting
 	q.waiting = spare[:0]
 	return cmds
+}
+
+// maxIdleList is the longest list an inbox keeps once the shard has caught up: the lists of a
+// burst, which may hold thousands of commands, go to the garbage collector then.
+const maxIdleList = 1024
+
+// shrink lets go of the list senders append to if it is empty and longer than maxIdleList.
+// The shard calls it when it has caught up, with its own spare list likewise.
+func (q *inbox) shrink() {
+	q.mu.Lock()
+	if len(q.waiting) == 0 && cap(q.waiting) > maxIdleList {
+		q.waiting = nil
+	}
+	q.mu.Unlock()
 }
 
 // done frees the slot of a command the shard has taken and is about to handle.

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"sync"
 	"testing"
@@ -49,8 +50,8 @@ func TestInbox(t *testing.T) {
 			if cmds == nil {
 				break
 			}
-			if d := q.depth(); d > size {
-				t.Fatalf("%d commands in an inbox of %d", d, size)
+			if len(cmds) > size { // each still holds its slot
+				t.Fatalf("took %d commands from an inbox of %d", len(cmds), size)
 			}
 			for i, cmd := range cmds {
 				if s := cmd.Before; cmd.Limit != next[s] {
@@ -92,5 +93,46 @@ func TestInboxPutGivesUp(t *testing.T) {
 	}
 	if cmds := q.take(nil); len(cmds) != 1 {
 		t.Fatalf("took %d commands, want the one put", len(cmds))
+	}
+}
+
+// TestInboxLetsGoAfterABurst: the lists that held a burst of commands go once the shard has
+// caught up, and are not kept (and scanned by every collection) while it idles.
+func TestInboxLetsGoAfterABurst(t *testing.T) {
+	t.Parallel()
+	s := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	// The joined reply stalls the shard while the burst queues up behind it.
+	g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
+	joined := make(chan error, 1)
+	go func() {
+		joined <- s.Join(context.Background(), Request{Member: g, Room: "r", User: "g", Reply: make(chan error, 1)})
+	}()
+	<-g.entered
+	const burst = 3 * maxIdleList
+	for range burst {
+		if err := s.Typing(context.Background(), Request{Member: g, Room: "r", On: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.open)
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
+	// Handled after the burst; the second alone, in a drain that ends with the inbox empty.
+	for range 2 {
+		if _, err := s.Rooms(context.Background(), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-done
+	s.inbox.mu.Lock()
+	waiting := cap(s.inbox.waiting)
+	s.inbox.mu.Unlock()
+	if cap(s.spare) > maxIdleList || waiting > maxIdleList {
+		t.Fatalf("after a burst of %d, the shard keeps lists of %d and %d commands", burst, cap(s.spare), waiting)
 	}
 }

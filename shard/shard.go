@@ -75,9 +75,10 @@ const (
 
 // InboxFor is the Inbox for each of shards shards: 8,192 commands shared out, at least 1,024
 // and at most 4,096 each. An inbox holds only the commands that wait in it (inbox.go), but a
-// full one holds 704 KiB (commands are 176 bytes, TestCommandSize), scanned by the garbage
-// collector: at 4,096 each, a 64-core host whose shards all fell behind would hold 44 MiB;
-// shared out, 11 MiB (1,024 each), each shard carrying a 64th of the load.
+// full one holds 704 KiB (commands are 176 bytes, TestCommandSize), and up to twice that
+// while the shard works through a full take, all scanned by the garbage collector: at 4,096
+// each, a 64-core host whose shards all fell behind would hold up to 88 MiB; shared out, 22
+// MiB (1,024 each), each shard carrying a 64th of the load.
 func InboxFor(shards int) int {
 	return min(maxInbox, max(minInbox, inboxTotal/max(shards, 1)))
 }
@@ -168,9 +169,9 @@ var opNames = [...]string{
 
 func (o op) String() string { return opNames[o] }
 
-// A command is what waits in a shard's inbox, copied in whole: its size is what a full inbox
-// holds, 4,096 commands a shard by default. So the Redis path's event goes by pointer, and the
-// booleans sit together at the end.
+// A command is what waits in a shard's inbox, copied in whole: a full inbox holds 4,096 by
+// default (see InboxFor). So the Redis path's event goes by pointer, and the booleans sit
+// together at the end.
 type command struct {
 	op op
 	Request
@@ -255,14 +256,19 @@ func (s *Shard) Run(ctx context.Context) {
 	}
 }
 
-// drain handles the commands waiting in the inbox, and those that come meanwhile until Batch
-// have been handled, waking the members' writers (flush) after every Batch commands and at
-// the end: a burst costs each writer a wake a batch, not one a command.
+// drain handles the commands waiting in the inbox, and takes those that came meanwhile while
+// fewer than Batch have been handled (one take may hold the whole inbox), waking the
+// members' writers (flush) after every Batch commands and at the end: a burst costs each
+// writer a wake a batch, not one a command. Once the inbox is empty, the lists of a burst go.
 func (s *Shard) drain() {
 	handled, sinceFlush := 0, 0
 	for handled < s.cfg.Batch {
 		cmds := s.inbox.take(s.spare)
 		if len(cmds) == 0 {
+			if cap(s.spare) > maxIdleList {
+				s.spare = nil
+			}
+			s.inbox.shrink()
 			break
 		}
 		for i := range cmds {
