@@ -138,6 +138,9 @@ func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string, pro
 		reply:    make(chan error, 1),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(srv.baseCtx)
+	// The writer waits on its outbox alone (a receive costs less than a select, and it waits
+	// once a delivery): the end of the session, for whatever cause, wakes it like an object.
+	context.AfterFunc(s.ctx, s.out.signal)
 	s.lastRead.Store(time.Now().UnixNano())
 	return s
 }

@@ -61,7 +61,7 @@ func (s *session) stopWriters() {
 
 func (s *session) writer() {
 	defer s.writers.Done()
-	if err := s.writeLoop(s.ctx); err != nil {
+	if err := s.writeLoop(); err != nil {
 		s.writerMu.Lock()
 		s.writersDone = true // the connection is done for: the session ends
 		s.writerMu.Unlock()
@@ -90,7 +90,8 @@ func (s *session) retireWriter() bool {
 // writeLoop writes what the outbox holds, all of it in as few frames as the frame cap
 // allows, pings the client when the watchdog asks, and closes the connection when asked to.
 // It returns nil when it retires for want of work, and an error when the session must end.
-func (s *session) writeLoop(ctx context.Context) error {
+func (s *session) writeLoop() error {
+	ctx := s.ctx // its end signals the outbox (newSession): the writer waits there alone
 	cfg := &s.srv.cfg
 	var batch [][]byte
 	defer s.writerWaiting.Store(0)
@@ -138,12 +139,11 @@ func (s *session) writeLoop(ctx context.Context) error {
 			continue // more may have come while writing
 		}
 		s.writerWaiting.Store(time.Now().UnixNano())
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-s.out.wake:
-		}
+		<-s.out.wake // also when the session ends (newSession)
 		s.writerWaiting.Store(0)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		if s.retireDue.Swap(false) && s.retireWriter() {
 			return nil
 		}
