@@ -42,7 +42,7 @@ type session struct {
 	conn *websocket.Conn
 	raw  net.Conn // the connection under conn, for data frames (frame.go)
 	// The library's reader of raw and raw's file descriptor, to wait for input (idle.go);
-	// rawConn is nil when raw is nil or not a plain socket, or where there is no peek.
+	// rawConn is nil when raw is not a plain socket, or where there is no peek.
 	buffered         *bufio.Reader
 	rawConn          syscall.RawConn
 	inputArrivedFunc func(fd uintptr) bool // s.inputArrived, as a value made once
