@@ -82,9 +82,9 @@ type session struct {
 	// none does, -1 once the client was dropped for not answering (awaitingPong).
 	pingSent atomic.Int64
 
-	// The session's lifetime: cancelled when the reader or the writer ends it.
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	// The session's lifetime: cancelled (cancel) when the reader or the writer ends it.
+	ctx     context.Context
+	stopCtx context.CancelCauseFunc
 
 	// The writer goroutine runs only while there is something to write (writer.go).
 	// Guarded by writerMu.
@@ -137,10 +137,7 @@ func newSession(srv *Server, id uint64, conn *websocket.Conn, remote string, pro
 		abuse:    rate.NewLimiter(rate.Limit(cfg.AbuseRate), cfg.AbuseBurst),
 		reply:    make(chan error, 1),
 	}
-	s.ctx, s.cancel = context.WithCancelCause(srv.baseCtx)
-	// The writer waits on its outbox alone (a receive costs less than a select, and it waits
-	// once a delivery): the end of the session, for whatever cause, wakes it like an object.
-	context.AfterFunc(s.ctx, s.out.signal)
+	s.ctx, s.stopCtx = context.WithCancelCause(srv.baseCtx)
 	s.lastRead.Store(time.Now().UnixNano())
 	return s
 }
@@ -229,6 +226,14 @@ func (s *session) read() {
 	if !parked {
 		s.end(err)
 	}
+}
+
+// cancel ends the session's context with err as the cause, and wakes the writer: it waits on
+// its outbox alone (a receive costs less than a select, and it waits once a delivery). Every
+// end of a session goes through here, after the server's own stop too (end).
+func (s *session) cancel(err error) {
+	s.stopCtx(err)
+	s.out.signal()
 }
 
 // end ends the session, which err ended, on the reader's goroutine.

@@ -91,7 +91,7 @@ func (s *session) retireWriter() bool {
 // allows, pings the client when the watchdog asks, and closes the connection when asked to.
 // It returns nil when it retires for want of work, and an error when the session must end.
 func (s *session) writeLoop() error {
-	ctx := s.ctx // its end signals the outbox (newSession): the writer waits there alone
+	ctx := s.ctx // its end signals the outbox (session.cancel): the writer waits there alone
 	cfg := &s.srv.cfg
 	var batch [][]byte
 	defer s.writerWaiting.Store(0)
@@ -139,7 +139,7 @@ func (s *session) writeLoop() error {
 			continue // more may have come while writing
 		}
 		s.writerWaiting.Store(time.Now().UnixNano())
-		<-s.out.wake // also when the session ends (newSession)
+		<-s.out.wake // also when the session ends (session.cancel)
 		s.writerWaiting.Store(0)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
