@@ -252,7 +252,8 @@ func (s *session) end(err error) {
 	switch {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		s.metrics.closed(wire.CloseTooBig)
-	case websocket.CloseStatus(err) != -1:
+	case websocket.CloseStatus(err) != -1 && s.srv.log.Enabled(context.Background(), slog.LevelDebug):
+		// Asked first: the session's logger is made at its first use, and most clients close.
 		s.log().Debug("client closed", "code", int(websocket.CloseStatus(err)))
 	}
 	if s.onEnd != nil {
