@@ -2,7 +2,6 @@ package shard
 
 import (
 	"context"
-	"log/slog"
 	"runtime"
 	"sync"
 	"testing"
@@ -100,10 +99,7 @@ func TestInboxPutGivesUp(t *testing.T) {
 // caught up, and are not kept (and scanned by every collection) while it idles.
 func TestInboxLetsGoAfterABurst(t *testing.T) {
 	t.Parallel()
-	s := New(Config{Logger: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
+	s, stop := run(Config{})
 	// The joined reply stalls the shard while the burst queues up behind it.
 	g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
 	joined := make(chan error, 1)
@@ -127,8 +123,7 @@ func TestInboxLetsGoAfterABurst(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cancel()
-	<-done
+	stop()
 	s.inbox.mu.Lock()
 	waiting := cap(s.inbox.waiting)
 	s.inbox.mu.Unlock()

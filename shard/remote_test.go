@@ -518,15 +518,9 @@ func BenchmarkRemoteJoin(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				i++
-				m := &queueMember{}
-				if err := call(b, s.Join, Request{Member: m, Room: "r", User: fmt.Sprint("here", i)}); err != nil {
-					b.Fatal(err)
-				}
 				// It leaves again, so that the members here stay two: with a bridge its name
 				// stays in the roster until its presence comes back, as in a storm of joins.
-				if err := call(b, s.Leave, Request{Member: m, Room: "r", Quiet: true}); err != nil {
-					b.Fatal(err)
-				}
+				joinAndLeave(b, s, fmt.Sprint("here", i))
 			}
 		})
 	}

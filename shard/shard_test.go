@@ -105,21 +105,40 @@ func (s *sink) types(t *testing.T) []string {
 
 // start runs a shard until the test ends.
 func start(t testing.TB, cfg Config) *Shard {
+	s, stop := run(cfg)
+	t.Cleanup(stop)
+	return s
+}
+
+// run runs a shard until stop, which returns once Run has: a test may then look at what the
+// shard's goroutine owned.
+func run(cfg Config) (s *Shard, stop func()) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := New(cfg)
+	s = New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		s.Run(ctx)
 	}()
-	t.Cleanup(func() {
+	return s, func() {
 		cancel()
 		<-done
-	})
-	return s
+	}
+}
+
+// joinAndLeave joins one more member into room r and takes it out again, quietly: the unit
+// of the join benchmarks, whose rooms keep their size.
+func joinAndLeave(b *testing.B, s *Shard, user string) {
+	m := &queueMember{}
+	if err := call(b, s.Join, Request{Member: m, Room: "r", User: user}); err != nil {
+		b.Fatal(err)
+	}
+	if err := call(b, s.Leave, Request{Member: m, Room: "r", Quiet: true}); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // call sends one command and waits for its outcome.
@@ -233,12 +252,8 @@ func (panicky) Kick(wire.CloseCode, string) {}
 
 func TestStoppedShard(t *testing.T) {
 	t.Parallel()
-	s := New(Config{Logger: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	cancel()
-	<-done
+	s, stop := run(Config{})
+	stop()
 	// With the inbox full and the shard stopped, callers give up instead of hanging.
 	for range cap(s.inbox.slots) {
 		if !s.inbox.tryPut(command{}) {
@@ -649,13 +664,7 @@ func BenchmarkJoin(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				i++
-				m := &queueMember{}
-				if err := call(b, s.Join, Request{Member: m, Room: "r", User: fmt.Sprint("joiner", i)}); err != nil {
-					b.Fatal(err)
-				}
-				if err := call(b, s.Leave, Request{Member: m, Room: "r", Quiet: true}); err != nil {
-					b.Fatal(err)
-				}
+				joinAndLeave(b, s, fmt.Sprint("joiner", i))
 			}
 		})
 	}
