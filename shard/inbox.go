@@ -72,32 +72,27 @@ func (q *inbox) push(cmd command) {
 	}
 }
 
+// maxIdleList is the longest list an inbox keeps once the shard has caught up: the lists of a
+// burst, which may hold thousands of commands, go to the garbage collector then.
+const maxIdleList = 1024
+
 // take hands the shard every command waiting, in the order they were put, and keeps spare,
 // emptied, for the commands after them. With nothing waiting it keeps nothing and returns
-// nil: spare stays the caller's, and must never be the list that senders append to.
+// nil: spare stays the caller's, and must never be the list that senders append to. The
+// shard has caught up then, and the list senders append to goes if a burst made it long
+// (the shard does the same with its spare).
 func (q *inbox) take(spare []command) []command {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.waiting) == 0 {
+		if cap(q.waiting) > maxIdleList {
+			q.waiting = nil
+		}
 		return nil
 	}
 	cmds := q.waiting
 	q.waiting = spare[:0]
 	return cmds
-}
-
-// maxIdleList is the longest list an inbox keeps once the shard has caught up: the lists of a
-// burst, which may hold thousands of commands, go to the garbage collector then.
-const maxIdleList = 1024
-
-// shrink lets go of the list senders append to if it is empty and longer than maxIdleList.
-// The shard calls it when it has caught up, with its own spare list likewise.
-func (q *inbox) shrink() {
-	q.mu.Lock()
-	if len(q.waiting) == 0 && cap(q.waiting) > maxIdleList {
-		q.waiting = nil
-	}
-	q.mu.Unlock()
 }
 
 // done frees the slot of a command the shard has taken and is about to handle.

@@ -100,6 +100,7 @@ func TestInboxPutGivesUp(t *testing.T) {
 func TestInboxLetsGoAfterABurst(t *testing.T) {
 	t.Parallel()
 	s, stop := run(Config{})
+	t.Cleanup(stop) // on a failure before the stop below; a second stop does nothing
 	// The joined reply stalls the shard while the burst queues up behind it.
 	g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
 	joined := make(chan error, 1)
@@ -129,5 +130,37 @@ func TestInboxLetsGoAfterABurst(t *testing.T) {
 	s.inbox.mu.Unlock()
 	if cap(s.spare) > maxIdleList || waiting > maxIdleList {
 		t.Fatalf("after a burst of %d, the shard keeps lists of %d and %d commands", burst, cap(s.spare), waiting)
+	}
+}
+
+// TestInboxTakeLetsGo: a take that finds nothing waiting lets go of a list that a burst made
+// long, the one senders append to (the shard does the same with its own).
+func TestInboxTakeLetsGo(t *testing.T) {
+	t.Parallel()
+	const burst = 3 * maxIdleList
+	q := newInbox(burst)
+	putAll := func() {
+		for range burst {
+			if !q.tryPut(command{}) {
+				t.Fatal("a full inbox")
+			}
+		}
+	}
+	putAll()
+	long := q.take(nil)
+	for range long {
+		q.done()
+	}
+	putAll()
+	if cmds := q.take(long); len(cmds) != burst { // senders now append to long's array
+		t.Fatalf("took %d commands, want %d", len(cmds), burst)
+	}
+	if q.take(nil) != nil {
+		t.Fatal("a take found commands where none wait")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if cap(q.waiting) > maxIdleList {
+		t.Fatalf("an inbox that caught up keeps a list of %d commands", cap(q.waiting))
 	}
 }

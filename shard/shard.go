@@ -265,10 +265,9 @@ func (s *Shard) drain() {
 	for handled < s.cfg.Batch {
 		cmds := s.inbox.take(s.spare)
 		if len(cmds) == 0 {
-			if cap(s.spare) > maxIdleList {
+			if cap(s.spare) > maxIdleList { // caught up: see inbox.take
 				s.spare = nil
 			}
-			s.inbox.shrink()
 			break
 		}
 		for i := range cmds {
