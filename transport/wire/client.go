@@ -56,7 +56,8 @@ func DecodeFrame(dst []Event, frame []byte) ([]Event, error) {
 	return dst, nil
 }
 
-// ClientRequest is a client object as a client encodes it, for tests and the bench.
+// ClientRequest is a client object as a client encodes it: for tests and the bench, and for
+// the Socket.IO layer, which builds one from an event and checks it with Validate.
 type ClientRequest struct {
 	Type   string `json:"type"`
 	Ref    string `json:"ref,omitempty"`

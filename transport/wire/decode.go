@@ -81,10 +81,8 @@ func decode(frame []byte, fast bool) (Request, *Error) {
 // frame: it answers what Decode answers for the frame json.Marshal makes of c, in which an
 // empty field is absent.
 func (c *ClientRequest) Validate() (Request, *Error) {
-	raw := rawRequest{Type: &c.Type, On: c.On, Since: c.Since}
-	if c.Ref != "" {
-		raw.Ref = &c.Ref
-	}
+	// An empty ref reads as no ref.
+	raw := rawRequest{Type: &c.Type, Ref: &c.Ref, On: c.On, Since: c.Since}
 	if c.Room != "" {
 		raw.Room = &c.Room
 	}
@@ -106,11 +104,11 @@ func (c *ClientRequest) Validate() (Request, *Error) {
 // validate checks the fields of a decoded client object and makes the Request of them.
 func validate(raw *rawRequest) (Request, *Error) {
 	var req Request
-	if raw.Ref != nil && len(*raw.Ref) <= MaxRef {
+	if raw.Ref != nil {
+		if len(*raw.Ref) > MaxRef {
+			return req, Errorf(CodeBadRequest, "ref is longer than %d bytes", MaxRef)
+		}
 		req.Ref = *raw.Ref
-	}
-	if raw.Ref != nil && len(*raw.Ref) > MaxRef {
-		return req, Errorf(CodeBadRequest, "ref is longer than %d bytes", MaxRef)
 	}
 	if raw.Type == nil {
 		return req, Errorf(CodeBadRequest, "field type is required")

@@ -324,6 +324,11 @@ func FuzzValidate(f *testing.F) {
 	f.Add("history", "h", "r", "", "", uint8(0), false, "", uint64(7), uint64(0), -3)
 	f.Add("leave", strings.Repeat("r", 65), "", "", "", uint8(2), false, "", uint64(0), uint64(0), 0)
 	f.Add("users", "", "bad room", "", " ", uint8(0), false, "", uint64(0), uint64(0), 0)
+	// Each field left empty, which json.Marshal leaves out: absent, not empty.
+	f.Add("history", "", "r", "", "", uint8(0), false, "", uint64(0), uint64(0), 0)
+	f.Add("message", "", "r", "", "", uint8(0), false, "", uint64(0), uint64(0), 0)
+	f.Add("leave", "", "", "", "", uint8(0), false, "", uint64(0), uint64(0), 0)
+	f.Add("join", "", "r", "", "", uint8(0), false, "", uint64(0), uint64(0), 0)
 	f.Fuzz(func(t *testing.T, typ, ref, room, user, text string, on uint8, hasSince bool, epoch string, seq, before uint64, limit int) {
 		for _, s := range []string{typ, ref, room, user, text, epoch} {
 			if !utf8.ValidString(s) {
