@@ -178,3 +178,24 @@ func isASCII(b []byte) bool {
 	}
 	return true
 }
+
+// TestScannerAllocs: reading a line allocates nothing, strings with escapes and values
+// skipped included (the package's promise, which both hot paths rely on). Not parallel:
+// AllocsPerRun counts every goroutine's allocations.
+func TestScannerAllocs(t *testing.T) {
+	line := []byte(`{"type":"message","room":"r","seq":42,"text":"a \"quoted\" \u00e9 line","history":[{"a":[1,-2.5e3,true,null]}]}`)
+	text := strings.Index(string(line), `"a \"`)
+	allocs := testing.AllocsPerRun(100, func() {
+		s := Scanner{Line: line}
+		if err := s.Skip(); err != nil {
+			t.Fatal(err)
+		}
+		s = Scanner{Line: line, Pos: text}
+		if _, _, _, err := s.Quoted(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a line read costs %v allocations, want none", allocs)
+	}
+}
