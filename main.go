@@ -341,7 +341,7 @@ type benchCmd struct {
 	Rooms          *int           `help:"Rooms the users are spread over evenly (default: the scenario's)."`
 	Messages       *int           `help:"Messages each user sends (default: the scenario's)."`
 	Rate           *float64       `help:"Messages a second per user; 0 sends as fast as the server takes them (its advertised burst, then its rate) (default: the scenario's)."`
-	Ramp           *float64       `help:"Connections opened a second; 0 opens them all at once (default: the scenario's)."`
+	Ramp           *float64       `help:"Connections opened a second; 0 opens them as fast as they go, up to 128 at once (default: the scenario's)."`
 	Duration       *time.Duration `help:"Send for this long instead of --messages (default: the scenario's)."`
 	TextSize       *int           `help:"Bytes of text per message (default 64)."`
 	Procs          *int           `help:"Child processes that share the users, each with its own open-files limit (default: 1 with the embedded server, so the server's figures are its own; 0, in this process, with --url)."`

@@ -26,10 +26,13 @@ func httpClients(sourceIPs []string, control func(network, address string, c sys
 		if ip != "" {
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
 		}
-		out = append(out, &http.Client{Transport: &http.Transport{
-			DialContext:       d.DialContext,
-			DisableKeepAlives: true, // every upgrade takes its own connection for good
-			Proxy:             nil,  // load goes straight to the target, never through a proxy
+		out = append(out, &http.Client{Transport: &upgradeTransport{
+			dial: d.DialContext,
+			other: &http.Transport{
+				DialContext:       d.DialContext,
+				DisableKeepAlives: true, // every upgrade takes its own connection for good
+				Proxy:             nil,  // load goes straight to the target, never through a proxy
+			},
 		}})
 	}
 	return out

@@ -115,9 +115,11 @@ mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/de
 	echo "  a second and burst 20 per connection, queue 4096) without the per-address connection caps, since every client"
 	echo "  comes from 127.0.0.1; a separate process on the same machine as the bench, which runs its clients in one process"
 	echo
-	echo "The figures are explained by \`shardchat bench --help\`: connection time is from the upgrade"
-	echo "request until \`welcome\`; messages a second count the messages echoed to their senders; the delivery"
-	echo "ratio counts each member's deliveries against every message ordered in its room while it was a member;"
+	echo "The figures are explained by \`shardchat bench --help\`: connection time is from the dial until"
+	echo "\`welcome\`, with up to 128 connections opening at once (where all connect at once, the mean is mostly"
+	echo "their wait for the machine's cores: 128 over the connections a second both sides make); messages a second"
+	echo "count the messages echoed to their senders; the delivery ratio counts each member's deliveries against every"
+	echo "message ordered in its room while it was a member;"
 	echo "memory, CPU and goroutines come from the server's /metrics before and after; bench CPU is the client's own."
 	for s in $SCENARIOS; do
 		echo

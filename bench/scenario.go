@@ -21,7 +21,8 @@ type Workload struct {
 	// Rate is messages a second per user; 0 sends as fast as the server takes them: the
 	// burst that its welcome announces at once, then its rate.
 	Rate float64 `json:"rate"`
-	// Ramp is connections opened a second; 0 opens them all at once.
+	// Ramp is connections opened a second; 0 opens them as fast as they go,
+	// Config.DialConcurrency at a time.
 	Ramp float64 `json:"ramp"`
 	// Duration, when above 0, makes every user send for this long instead of Messages.
 	Duration time.Duration `json:"duration"`
