@@ -30,16 +30,7 @@ type hijacked struct {
 	conn   net.Conn
 	reader *bufio.Reader
 	early  bool // the client's first bytes came with the request; see session.waitInput
-	// response is the 101 response, not written yet: it goes out in front of the session's
-	// first frame, in one write (session.greet). held says that the library asked for it, until
-	// Hijack makes it.
-	response []byte
-	held     bool
 }
-
-// responseRoom is the room left after a 101 response for the first frame that follows it
-// in the same buffer (a welcome is about 110 bytes, a Socket.IO open packet about 120).
-const responseRoom = 256
 
 // smallBuffers is a ResponseWriter whose Hijack gives the connection small buffers and
 // records it in *to. websocket.Accept hijacks through it.
@@ -47,18 +38,6 @@ type smallBuffers struct {
 	http.ResponseWriter
 	hijacker http.Hijacker
 	to       *hijacked
-}
-
-// WriteHeader holds a 101 back for Hijack, which puts it in front of the session's first
-// frame: net/http would write it alone as it lets go of the connection, one write call and
-// one packet more for every connection, and the client would wait on a second read for its
-// welcome. Any other status is net/http's to write.
-func (w smallBuffers) WriteHeader(code int) {
-	if code == http.StatusSwitchingProtocols {
-		w.to.held = true
-		return
-	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -83,13 +62,8 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, fmt.Errorf("hijack: keep the %d bytes read early: %w", n, err)
 		}
 	}
-	var response []byte
-	if w.to.held {
-		response = switchingProtocols(w.Header())
-	}
-	*w.to = hijacked{conn: conn, reader: r, early: n > 0, response: response}
-	// brw.Writer holds nothing: net/http writes a response's header only once it is told
-	// the status, and the 101 was held back.
+	*w.to = hijacked{conn: conn, reader: r, early: n > 0}
+	// brw.Writer holds nothing: net/http flushed the 101 response before it let go.
 	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
@@ -107,25 +81,4 @@ func withSmallBuffers(w http.ResponseWriter, to *hijacked) http.ResponseWriter {
 			return w // not hijackable (HTTP/2, say): websocket.Accept refuses the upgrade
 		}
 	}
-}
-
-// switchingProtocols is the 101 response with header h, as net/http would write it (less
-// the Date, which a 1xx response need not carry), with room behind it for the first frame.
-func switchingProtocols(h http.Header) []byte {
-	b := appender(append(make([]byte, 0, 128+responseRoom), "HTTP/1.1 101 Switching Protocols\r\n"...))
-	_ = h.Write(&b) // net/http's own writer: it drops bad names and newlines in values
-	return append(b, "\r\n"...)
-}
-
-// appender is an io.Writer that appends to itself.
-type appender []byte
-
-func (a *appender) Write(p []byte) (int, error) {
-	*a = append(*a, p...)
-	return len(p), nil
-}
-
-func (a *appender) WriteString(s string) (int, error) {
-	*a = append(*a, s...)
-	return len(s), nil
 }

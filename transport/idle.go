@@ -18,7 +18,6 @@ func (s *session) adopt(h hijacked) {
 	s.raw = h.conn
 	s.buffered = h.reader
 	s.early = h.early
-	s.response = h.response
 	// Only sockets whose Read is the kernel's: a wrapper that buffers in its Read (a PROXY
 	// protocol listener, say) would hold bytes the peek cannot see.
 	switch c := h.conn.(type) {

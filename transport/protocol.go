@@ -15,7 +15,7 @@ import (
 type protocol interface {
 	// name labels the protocol's metrics: "ws" or "socketio".
 	name() string
-	// greet writes what the server sends first, through session.greet.
+	// greet queues what the server sends first.
 	greet(s *session)
 	// serve handles one client frame, on the reader's goroutine; an error ends the session.
 	serve(ctx context.Context, s *session, typ websocket.MessageType, frame []byte) error
@@ -35,7 +35,7 @@ type native struct{}
 
 func (native) name() string { return "ws" }
 
-func (native) greet(s *session) { s.greet(s.srv.welcome) }
+func (native) greet(s *session) { s.queue(s.srv.welcome) }
 
 func (native) serve(ctx context.Context, s *session, typ websocket.MessageType, frame []byte) error {
 	if typ != websocket.MessageText {

@@ -403,7 +403,6 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, needToken bool,
 	if !s.track(sess) {
 		release()
 		sess.metrics.closed(wire.CloseRestart)
-		_, _ = hj.conn.Write(hj.response) // held back for a greeting that will not come
 		_ = conn.Close(websocket.StatusCode(wire.CloseRestart), "server is restarting")
 		return
 	}

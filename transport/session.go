@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -56,8 +55,6 @@ type session struct {
 	// which reads the close handshake through it on the writer's goroutine.
 	bufferMu sync.Mutex
 	early    bool // owned by the reader; see waitInput
-	// The 101 response the upgrade held back, until greet writes it (owned by run).
-	response []byte
 	// Owned by the reader. parkNext: the client answered a ping (a pong, or Socket.IO's) and has
 	// sent nothing else since, or its last frame came after a long silence (parkGap); the
 	// reader parks when it waits for input next. lastFrame: when the last frame came (Unix
@@ -215,25 +212,11 @@ func (s *session) closing() (wire.CloseCode, string) {
 // a reader when the client sends something. The writer runs only while there is something to
 // write. At the end the member leaves its rooms, and onEnd runs.
 func (s *session) run() {
-	s.proto.greet(s)
 	if s.claims != nil {
 		s.watchExpiry()
 	}
+	s.proto.greet(s)
 	s.read()
-}
-
-// greet writes the session's first frame, the 101 response in front of it, in one write on
-// the session's goroutine. Nothing can be written before it: the reader, whose library
-// answers pings and closes, starts after it, and so does the token's expiry (a new socket
-// has room for a few hundred bytes, so the write does not wait on the client). A failed
-// write ends the session as the writer's would.
-func (s *session) greet(payload []byte) {
-	b := appendFrame(s.response, payload)
-	s.response = nil
-	if err := s.writeRaw(b, 1); err != nil {
-		s.cancel(fmt.Errorf("write the greeting: %w", err))
-		s.cut() // the reader then ends the session
-	}
 }
 
 // read runs the reader until the session ends (and then ends it), or until it parks.

@@ -58,7 +58,7 @@ func (p *socketIO) name() string { return "socketio" }
 
 func (p *socketIO) greet(s *session) {
 	cfg := &s.srv.cfg
-	s.greet(sio.AppendOpen(nil, sio.Open{
+	s.queue(sio.AppendOpen(nil, sio.Open{
 		SID:          p.sid,
 		PingInterval: cfg.PingInterval.Milliseconds(),
 		PingTimeout:  cfg.PingTimeout.Milliseconds(),
