@@ -1,9 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"context"
-	"log/slog"
+	"crypto/sha1"
+	"encoding/base64"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +24,35 @@ func TestUpgradeTransport(t *testing.T) {
 	t.Parallel()
 	t.Run("welcome with the 101", func(t *testing.T) {
 		t.Parallel()
-		url, stop, err := testServer(ServerConfig{}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = stop() })
+		// A server may send its first frames in the same write as its 101 (shardchat does
+		// not, but others do): they end up in the reader the response was read through.
+		ln := listenLoopback(t)
+		welcome := `{"type":"welcome","proto":1,"node":"n","limits":{"text":4000,"rooms":16,"rate":10,"burst":20}}`
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer func() { _ = c.Close() }()
+					req, err := http.ReadRequest(bufio.NewReader(c))
+					if err != nil {
+						return
+					}
+					sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+					out := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+						"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n" +
+						string([]byte{0x81, byte(len(welcome))}) + welcome // a text frame under 126 bytes
+					_, _ = c.Write([]byte(out))
+					_, _ = io.Copy(io.Discard, c) // until the client closes
+				}()
+			}
+		}()
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		for range 3 { // each on its own connection
-			conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClients(nil, nil)[0]})
+			conn, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &websocket.DialOptions{HTTPClient: httpClients(nil, nil)[0]})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,15 +63,12 @@ func TestUpgradeTransport(t *testing.T) {
 			if events, err := wire.DecodeFrame(nil, frame); err != nil || events[0].Type != wire.TypeWelcome {
 				t.Fatalf("first frame %q (%v), want a welcome", frame, err)
 			}
-			_ = conn.Close(websocket.StatusNormalClosure, "")
+			_ = conn.CloseNow()
 		}
 	})
 	t.Run("silent server", func(t *testing.T) {
 		t.Parallel()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		ln := listenLoopback(t)
 		held := make(chan net.Conn, 1)
 		go func() {
 			c, err := ln.Accept()
@@ -56,7 +77,6 @@ func TestUpgradeTransport(t *testing.T) {
 			}
 		}()
 		t.Cleanup(func() {
-			_ = ln.Close()
 			select {
 			case c := <-held:
 				_ = c.Close()
@@ -65,9 +85,20 @@ func TestUpgradeTransport(t *testing.T) {
 		})
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()
-		_, _, err = websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &websocket.DialOptions{HTTPClient: httpClients(nil, nil)[0]})
+		_, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &websocket.DialOptions{HTTPClient: httpClients(nil, nil)[0]})
 		if err == nil || !strings.Contains(err.Error(), "timeout") {
 			t.Fatalf("Dial = %v, want a timeout once its context ends", err)
 		}
 	})
+}
+
+// listenLoopback listens on a free loopback port until the test ends.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln
 }
