@@ -45,57 +45,50 @@ func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	// The request's deadline and cancellation hold until the response is read; after that,
-	// the WebSocket library looks after the connection.
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
+	// Until the response is read (a refusal's body too), the request's context ends the
+	// handshake: its deadline or its cancellation puts the connection's in the past. After
+	// an upgrade, the WebSocket library looks after the connection.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	resp, err := handshake(conn, req)
-	if !stop() && err == nil {
-		err = ctx.Err() // cancelled as the response came: the deadline may be in the past
-	}
+	resp, r, err := handshake(conn, req)
 	if err != nil {
+		stop()
 		_ = conn.Close()
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// The context's reason, not the socket's timeout, whose text names the local
+			// port: the bench counts failures by their text.
+			return nil, fmt.Errorf("upgrade: %w", ctxErr)
+		}
 		return nil, err
 	}
-	_ = conn.SetDeadline(time.Time{})
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = refusedBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+		return resp, nil
+	}
+	if !stop() {
+		// The context ended as the response came: the connection's deadline may be past.
+		_ = conn.Close()
+		return nil, fmt.Errorf("upgrade: %w", ctx.Err())
+	}
+	resp.Body = &upgradedConn{Conn: conn, early: r}
 	return resp, nil
 }
 
-// handshake writes req on conn and reads the response. A 101's body is the connection
-// itself; any other response's body is what the server sent with it, and closing it closes
-// the connection.
-func handshake(conn net.Conn, req *http.Request) (*http.Response, error) {
-	host := req.Host
-	if host == "" {
-		host = req.URL.Host
+// handshake writes req on conn, as net/http writes a request, and reads the response, and
+// the reader it read it through.
+func handshake(conn net.Conn, req *http.Request) (*http.Response, *bufio.Reader, error) {
+	var b bytes.Buffer // one write; and req.Write takes a buffer of its own for a bare conn
+	if err := req.Write(&b); err != nil {
+		return nil, nil, fmt.Errorf("upgrade request: %w", err)
 	}
-	var b bytes.Buffer
-	b.Grow(256)
-	b.WriteString("GET ")
-	b.WriteString(req.URL.RequestURI())
-	b.WriteString(" HTTP/1.1\r\nHost: ")
-	b.WriteString(host)
-	b.WriteString("\r\n")
-	if err := req.Header.Write(&b); err != nil {
-		return nil, fmt.Errorf("upgrade request: %w", err)
-	}
-	b.WriteString("\r\n")
 	if _, err := conn.Write(b.Bytes()); err != nil {
-		return nil, fmt.Errorf("send the upgrade request: %w", err)
+		return nil, nil, fmt.Errorf("send the upgrade request: %w", err)
 	}
 	r := bufio.NewReaderSize(conn, handshakeReadSize)
 	resp, err := http.ReadResponse(r, req)
 	if err != nil {
-		return nil, fmt.Errorf("read the upgrade response: %w", err)
+		return nil, nil, fmt.Errorf("read the upgrade response: %w", err)
 	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body = &upgradedConn{Conn: conn, early: r}
-	} else {
-		resp.Body = bodyAndConn{ReadCloser: resp.Body, conn: conn}
-	}
-	return resp, nil
+	return resp, r, nil
 }
 
 // upgradedConn is an upgraded connection, whose first bytes (the server's first frames, sent
@@ -115,13 +108,16 @@ func (c *upgradedConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// bodyAndConn is the body of a refused upgrade; closing it closes the connection too.
-type bodyAndConn struct {
+// refusedBody is the body of a refused upgrade, read under the request's context; closing
+// it closes the connection.
+type refusedBody struct {
 	io.ReadCloser
 	conn net.Conn
+	stop func() bool
 }
 
-func (b bodyAndConn) Close() error {
+func (b refusedBody) Close() error {
+	b.stop()
 	_ = b.ReadCloser.Close()
 	return b.conn.Close()
 }
