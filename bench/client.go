@@ -188,12 +188,16 @@ func dialReason(resp *http.Response, err error) string {
 	return shortError(err)
 }
 
-// shortError is the innermost useful part of a dial or read error.
+// shortError is the innermost useful part of a dial or read error. The report counts
+// failures by it, so it names no local address: the same trouble on many connections is one
+// reason, not one a port.
 func shortError(err error) string {
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op):
-		return op.Error()
+		remote := *op
+		remote.Source = nil
+		return remote.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timed out"
 	case websocket.CloseStatus(err) != -1:

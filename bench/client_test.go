@@ -1,8 +1,15 @@
 package bench
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/shardchat/shardchat/transport/wire"
 )
@@ -96,5 +103,29 @@ func TestSendAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("limits %+v: %v allocations a message, want 0", limits, allocs)
 		}
+	}
+}
+
+func TestShortError(t *testing.T) {
+	t.Parallel()
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 38098}
+	server := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 3000}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"reset, with the local port", fmt.Errorf("failed to get reader: %w", &net.OpError{Op: "read", Net: "tcp", Source: local, Addr: server, Err: syscall.ECONNRESET}), "read tcp 127.0.0.1:3000: connection reset by peer"},
+		{"refused dial", &net.OpError{Op: "dial", Net: "tcp", Addr: server, Err: syscall.ECONNREFUSED}, "dial tcp 127.0.0.1:3000: connection refused"},
+		{"deadline", fmt.Errorf("upgrade: %w", context.DeadlineExceeded), "timed out"},
+		{"close", websocket.CloseError{Code: 4008, Reason: "slow"}, "closed with 4008"},
+		{"other", errors.New("frame too big"), "frame too big"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := shortError(tc.err); got != tc.want {
+				t.Errorf("shortError = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
