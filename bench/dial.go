@@ -30,7 +30,7 @@ func httpClients(sourceIPs []string, control func(network, address string, c sys
 			dial: d.DialContext,
 			other: &http.Transport{
 				DialContext:       d.DialContext,
-				DisableKeepAlives: true, // every upgrade takes its own connection for good
+				DisableKeepAlives: true, // a wss upgrade takes its connection for good; scrapes are few
 				Proxy:             nil,  // load goes straight to the target, never through a proxy
 			},
 		}})

@@ -27,8 +27,8 @@ type upgradeTransport struct {
 	other http.RoundTripper
 }
 
-// handshakeReadSize is the buffer the response is read through: a 101 response and the
-// welcome that comes with it are a few hundred bytes.
+// handshakeReadSize is the buffer the response is read through: a 101 response is about
+// 150 bytes, and what a server may send right behind it lands here too.
 const handshakeReadSize = 1024
 
 // RoundTrip makes the upgrade req asks for, or hands req to net/http.
