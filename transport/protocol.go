@@ -63,22 +63,3 @@ func (native) keepalive(s *session, now time.Time) {
 		s.wakeWriter()
 	}
 }
-
-// awaitingPong reports whether a ping sent to the client still awaits an answer, and drops
-// the client once that answer is PingTimeout late. Each protocol's keepalive asks it before it
-// thinks of another ping. Any frame or pong from the client answers (session.alive): it shows
-// the client is there, as a pong would.
-func (s *session) awaitingPong(now time.Time) bool {
-	sent := s.pingSent.Load()
-	if sent == 0 {
-		return false
-	}
-	// -1 marks a client already dropped, for the ticks until its session ends.
-	if timeout := s.srv.cfg.PingTimeout; sent > 0 && now.Sub(time.Unix(0, sent)) > timeout && s.pingSent.CompareAndSwap(sent, -1) {
-		s.log().Debug("closing a client that did not answer a ping", "timeout", timeout)
-		s.metrics.pingTimeouts.Inc()
-		s.cancel(errPingTimeout) // first: the reader's error on the cut socket is not the cause
-		s.cut()
-	}
-	return true
-}
