@@ -22,11 +22,9 @@ func BenchmarkConnect(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			env := setupTest(b, Config{}, shard.Config{})
 			addr := env.http.Listener.Addr().String()
-			request := []byte("GET /ws HTTP/1.1\r\nHost: " + addr + "\r\n" +
-				"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
-				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+			request := []byte(upgradeRequest(addr))
 			join := appendMaskedFrame(nil, `{"type":"join","room":"bench","user":"ann","ref":"j"}`)
-			closeFrame := []byte{0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2} // 1000, masked
+			closeFrame := maskedClose()
 			b.ReportAllocs()
 			for b.Loop() {
 				conn, err := net.Dial("tcp", addr)

@@ -198,8 +198,7 @@ func TestFramesInPiecesAndTogether(t *testing.T) {
 func TestPongWithMoreBehindIt(t *testing.T) {
 	t.Parallel()
 	message := appendMaskedFrame(nil, `{"type":"message","room":"r","text":"behind a pong","ref":"m"}`)
-	// A close frame with status 1000: opcode 8, masked, payload the two status bytes.
-	closeFrame := []byte{0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2}
+	closeFrame := maskedClose()
 	for _, tc := range []struct {
 		name   string
 		behind []byte
@@ -242,6 +241,17 @@ func TestPongWithMoreBehindIt(t *testing.T) {
 	}
 }
 
+// upgradeRequest is an upgrade of /ws to host, as a raw client writes it.
+func upgradeRequest(host string) string {
+	return "GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+}
+
+// maskedClose is a client's close frame with status 1000: opcode 8, masked, its payload the
+// two status bytes.
+func maskedClose() []byte { return []byte{0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2} }
+
 // rawUpgrade upgrades a plain TCP connection to env's WebSocket endpoint, with extra bytes
 // after the request in the same write, and returns it with a reader past the 101 response.
 func rawUpgrade(t *testing.T, env *testEnv, extra []byte) (net.Conn, *bufio.Reader) {
@@ -252,10 +262,7 @@ func rawUpgrade(t *testing.T, env *testEnv, extra []byte) (net.Conn, *bufio.Read
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	request := "GET /ws HTTP/1.1\r\nHost: " + env.http.Listener.Addr().String() + "\r\n" +
-		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-	if _, err := conn.Write(append([]byte(request), extra...)); err != nil {
+	if _, err := conn.Write(append([]byte(upgradeRequest(env.http.Listener.Addr().String())), extra...)); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(conn)

@@ -612,8 +612,9 @@ func TestCloseCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer raw.Close()
-		fmt.Fprintf(raw, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+		if _, err := io.WriteString(raw, upgradeRequest("x")); err != nil {
+			t.Fatal(err)
+		}
 		br := bufio.NewReader(raw)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
