@@ -72,27 +72,32 @@ func (q *inbox) push(cmd command) {
 	}
 }
 
-// maxIdleList is the longest list an inbox keeps once the shard has caught up: the lists of a
-// burst, which may hold thousands of commands, go to the garbage collector then.
+// maxIdleList is the longest list the inbox and the shard keep once the shard has caught up:
+// the lists of a burst, which may hold thousands of commands, then go to the garbage collector.
 const maxIdleList = 1024
 
-// take hands the shard every command waiting, in the order they were put, and keeps spare,
-// emptied, for the commands after them. With nothing waiting it keeps nothing and returns
-// nil: spare stays the caller's, and must never be the list that senders append to. The
-// shard has caught up then, and the list senders append to goes if a burst made it long
-// (the shard does the same with its spare).
+// take hands the shard every command waiting, in the order they were put, or nil when none
+// waits; senders then append to spare, emptied, which must never be that list already. A
+// busy shard trades the same two lists back and forth.
 func (q *inbox) take(spare []command) []command {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.waiting) == 0 {
-		if cap(q.waiting) > maxIdleList {
-			q.waiting = nil
-		}
 		return nil
 	}
 	cmds := q.waiting
 	q.waiting = spare[:0]
 	return cmds
+}
+
+// letGo drops the list senders append to when nothing waits in it and a burst made it longer
+// than maxIdleList.
+func (q *inbox) letGo() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.waiting) == 0 && cap(q.waiting) > maxIdleList {
+		q.waiting = nil
+	}
 }
 
 // done frees the slot of a command the shard has taken and is about to handle.

@@ -99,8 +99,8 @@ func TestInboxPutGivesUp(t *testing.T) {
 // caught up, and are not kept (and scanned by every collection) while it idles.
 func TestInboxLetsGoAfterABurst(t *testing.T) {
 	t.Parallel()
-	s, stop := run(Config{})
-	t.Cleanup(stop) // on a failure before the stop below; a second stop does nothing
+	s, stop := run(Config{IdleRoomTTL: 20 * time.Millisecond}) // a tick every 10 ms
+	t.Cleanup(stop)                                            // on a failure before the stop below; a second stop does nothing
 	// The joined reply stalls the shard while the burst queues up behind it.
 	g := &gate{entered: make(chan struct{}), open: make(chan struct{})}
 	joined := make(chan error, 1)
@@ -118,12 +118,11 @@ func TestInboxLetsGoAfterABurst(t *testing.T) {
 	if err := <-joined; err != nil {
 		t.Fatal(err)
 	}
-	// Handled after the burst; the second alone, in a drain that ends with the inbox empty.
-	for range 2 {
-		if _, err := s.Rooms(context.Background(), 1); err != nil {
-			t.Fatal(err)
-		}
+	// Nothing comes after the burst: the shard idles, and only its ticker runs.
+	for s.inbox.depth() > 0 {
+		time.Sleep(time.Millisecond)
 	}
+	time.Sleep(200 * time.Millisecond) // ticks
 	stop()
 	s.inbox.mu.Lock()
 	waiting := cap(s.inbox.waiting)
@@ -133,34 +132,33 @@ func TestInboxLetsGoAfterABurst(t *testing.T) {
 	}
 }
 
-// TestInboxTakeLetsGo: a take that finds nothing waiting lets go of a list that a burst made
-// long, the one senders append to (the shard does the same with its own).
-func TestInboxTakeLetsGo(t *testing.T) {
+// TestInboxLetGo: letGo drops the list senders append to only once a burst made it long and
+// nothing waits in it.
+func TestInboxLetGo(t *testing.T) {
 	t.Parallel()
 	const burst = 3 * maxIdleList
 	q := newInbox(burst)
-	putAll := func() {
-		for range burst {
-			if !q.tryPut(command{}) {
-				t.Fatal("a full inbox")
-			}
+	for range burst {
+		if !q.tryPut(command{}) {
+			t.Fatal("a full inbox")
 		}
 	}
-	putAll()
+	q.letGo()
+	if q.depth() != burst || len(q.waiting) != burst {
+		t.Fatalf("letGo with %d commands waiting left %d", burst, len(q.waiting))
+	}
 	long := q.take(nil)
 	for range long {
 		q.done()
 	}
-	putAll()
-	if cmds := q.take(long); len(cmds) != burst { // senders now append to long's array
-		t.Fatalf("took %d commands, want %d", len(cmds), burst)
+	if !q.tryPut(command{}) || q.take(long) == nil { // senders now append to long's array
+		t.Fatal("no command to take")
 	}
-	if q.take(nil) != nil {
-		t.Fatal("a take found commands where none wait")
-	}
+	q.done()
+	q.letGo()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if cap(q.waiting) > maxIdleList {
-		t.Fatalf("an inbox that caught up keeps a list of %d commands", cap(q.waiting))
+		t.Fatalf("an idle inbox keeps a list of %d commands", cap(q.waiting))
 	}
 }

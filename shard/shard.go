@@ -245,6 +245,7 @@ func (s *Shard) Run(ctx context.Context) {
 		case <-s.presenceDue.C:
 			s.flushLater()
 		case now := <-ticker.C:
+			s.letGoOfBursts()
 			if s.cfg.Remote != nil {
 				s.retrySyncs(now)
 			}
@@ -259,15 +260,12 @@ func (s *Shard) Run(ctx context.Context) {
 // drain handles the commands waiting in the inbox, and takes those that came meanwhile while
 // fewer than Batch have been handled (one take may hold the whole inbox), waking the
 // members' writers (flush) after every Batch commands and at the end: a burst costs each
-// writer a wake a batch, not one a command. Once the inbox is empty, the lists of a burst go.
+// writer a wake a batch, not one a command.
 func (s *Shard) drain() {
 	handled, sinceFlush := 0, 0
 	for handled < s.cfg.Batch {
 		cmds := s.inbox.take(s.spare)
 		if len(cmds) == 0 {
-			if cap(s.spare) > maxIdleList { // caught up: see inbox.take
-				s.spare = nil
-			}
 			break
 		}
 		for i := range cmds {
@@ -283,6 +281,19 @@ func (s *Shard) drain() {
 		s.spare = cmds[:0]
 	}
 	s.flush()
+}
+
+// letGoOfBursts drops the lists of commands a burst made long, the shard's spare and the
+// inbox's, once nothing waits in them. On the ticker, not as each drain ends: a saturated
+// shard reuses them from drain to drain, where letting go of them at every drain's end made
+// every drain grow a new one (BenchmarkInbox without replies: 257 → 645 ns and 15 → 620
+// bytes a command). They stay up to a tick after a burst: a second with Redis, at most a
+// minute without.
+func (s *Shard) letGoOfBursts() {
+	if cap(s.spare) > maxIdleList {
+		s.spare = nil
+	}
+	s.inbox.letGo()
 }
 
 // send queues obj for m, to be woken at the next flush.
