@@ -230,7 +230,7 @@ func (s *Shard) reconcileRoster(r *room, users []string) {
 		case len(users) == 0 || len(old) > 0 && old[0] < users[0]:
 			// A member seated here holds its name in the store: a roster without it was
 			// read before its claim, and its own release announces its leave.
-			if _, here := r.byName[old[0]]; here {
+			if r.has(old[0]) {
 				next = append(next, old[0])
 			} else {
 				gone = append(gone, old[0])

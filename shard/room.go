@@ -16,10 +16,10 @@ type room struct {
 
 	// members is a slice, not a map, because fan-out walks it for every message.
 	members []seat
-	index   map[Member]int    // position of a member in members
-	byName  map[string]Member // user names are unique per room
-	// names is byName's keys, sorted: joined's and users' list as it stands, kept by a
-	// binary search and a move at each seat and leave instead of a sort at each join.
+	index   map[Member]int // position of a member in members
+	// names is the members' user names, unique in the room and sorted: joined's and users'
+	// list as it stands, kept by a binary search and a move at each seat and leave instead of
+	// a sort at each join.
 	names []string
 
 	// typing holds the users of this room who said they are typing, with the time their
@@ -54,7 +54,6 @@ func newRoom(name string, historySize int, local bool) *room {
 		name:   name,
 		hist:   newHistory(historySize),
 		index:  make(map[Member]int),
-		byName: make(map[string]Member),
 		synced: local,
 	}
 	if local {
@@ -83,9 +82,7 @@ func (r *room) userOf(m Member) (string, bool) {
 func (r *room) add(m Member, user string) {
 	r.index[m] = len(r.members)
 	r.members = append(r.members, seat{member: m, user: user})
-	r.byName[user] = m
-	i, _ := slices.BinarySearch(r.names, user)
-	r.names = slices.Insert(r.names, i, user)
+	setSorted(&r.names, user, true)
 	r.emptySince = time.Time{}
 }
 
@@ -104,10 +101,7 @@ func (r *room) remove(m Member, now time.Time) (string, bool) {
 	r.members[last] = seat{}
 	r.members = r.members[:last]
 	delete(r.index, m)
-	delete(r.byName, user)
-	if j, found := slices.BinarySearch(r.names, user); found {
-		r.names = slices.Delete(r.names, j, j+1)
-	}
+	setSorted(&r.names, user, false)
 	if len(r.members) == 0 {
 		r.emptySince = now
 		r.members, r.names = nil, nil // an empty room keeps only its history
@@ -119,17 +113,27 @@ func (r *room) remove(m Member, now time.Time) (string, bool) {
 // the room changes.
 func (r *room) users() []string { return r.names }
 
+// has reports whether a member of the room has the user name.
+func (r *room) has(user string) bool {
+	_, found := slices.BinarySearch(r.names, user)
+	return found
+}
+
 // setInRoster puts user in r's roster (in) or takes it out, and reports whether that changed
 // the roster.
-func (r *room) setInRoster(user string, in bool) bool {
-	i, was := slices.BinarySearch(r.roster, user)
+func (r *room) setInRoster(user string, in bool) bool { return setSorted(&r.roster, user, in) }
+
+// setSorted puts name in the sorted list (in) or takes it out, by a binary search and a move,
+// and reports whether that changed the list.
+func setSorted(list *[]string, name string, in bool) bool {
+	i, was := slices.BinarySearch(*list, name)
 	switch {
 	case was == in:
 		return false
 	case in:
-		r.roster = slices.Insert(r.roster, i, user)
+		*list = slices.Insert(*list, i, name)
 	default:
-		r.roster = slices.Delete(r.roster, i, i+1)
+		*list = slices.Delete(*list, i, i+1)
 	}
 	return true
 }

@@ -516,7 +516,7 @@ func (s *Shard) join(req *Request) (parked bool, err *wire.Error) {
 // seat gives req.Member a seat in r, a synced room, and sends it joined.
 func (s *Shard) seat(r *room, req *Request) *wire.Error {
 	if _, already := r.userOf(req.Member); !already {
-		if _, taken := r.byName[req.User]; taken {
+		if r.has(req.User) {
 			return wire.Errorf(wire.CodeNameTaken, "%s is already in room %s", req.User, req.Room)
 		}
 		first := len(r.members) == 0
