@@ -565,8 +565,9 @@ func (b *RedisBridge) tryRelease(ctx context.Context, room, user, node string) (
 	return released == 1, nil
 }
 
-// releaseExec is releaseScript's call that gives user's name in room back if node holds it,
-// announcing the leave: one release, for Exec or, several at once, ExecMulti.
+// releaseExec is the call of releaseSource that gives user's name in room back if node holds
+// it, announcing the leave: one release, for releaseScript's Exec or, several at once,
+// releaseBatchScript's ExecMulti.
 func (b *RedisBridge) releaseExec(room, user, node string) rueidis.LuaExec {
 	leave := presencePayload(user, false, wire.AppendPresence(nil, room, user, wire.PresenceLeave))
 	return rueidis.LuaExec{Keys: []string{b.keys.users(room), b.keys.channel(room)}, Args: []string{user, node, b.args.publish, leave}}

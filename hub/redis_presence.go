@@ -295,7 +295,7 @@ func (b *RedisBridge) prune(ctx context.Context, node string) error {
 		}
 	}
 	if len(releases) > 0 {
-		for i, res := range releaseScript.ExecMulti(ctx, b.client, releases...) {
+		for i, res := range releaseBatchScript.ExecMulti(ctx, b.client, releases...) {
 			gone, err := res.AsInt64()
 			if err != nil {
 				b.metrics.errors.WithLabelValues("prune").Inc()

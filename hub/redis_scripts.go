@@ -167,18 +167,26 @@ end
 return out
 `)
 
-// releaseScript gives a user name back if node holds it, and then announces the leave with
+// releaseSource gives a user name back if node holds it, and then announces the leave with
 // ARGV[4] in the same step; it answers 1 when it did.
 //
 // KEYS: users, channel. ARGV: user, node, publish command, the leave's payload.
-var releaseScript = rueidis.NewLuaScript(`
+const releaseSource = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call(ARGV[3], KEYS[2], ARGV[4])
   return 1
 end
 return 0
-`)
+`
+
+// releaseScript runs releaseSource for one name (a leave): EVALSHA, the script loaded once.
+var releaseScript = rueidis.NewLuaScript(releaseSource)
+
+// releaseBatchScript runs releaseSource for many names in one pipeline (a prune) as EVAL:
+// EVALSHA's ExecMulti first loads the script on every node of a cluster, and one node that
+// does not answer fails every release of the batch, the other nodes' rooms too.
+var releaseBatchScript = rueidis.NewLuaScriptNoSha(releaseSource)
 
 // rosterScript publishes a room's roster, every name held in it (an R payload), on its
 // channel, read in the same step so that it comes in order with the room's presence, and
