@@ -248,16 +248,11 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 	fail := func(why error) (rueidis.ClientOption, error) {
 		return rueidis.ClientOption{}, fmt.Errorf("redis URL %s: %w (want redis://[user:password@]host:port[/db])", redactURL(given), why)
 	}
-	// The credentials end at the last @, and the host at the first / ? or # after it. One of
-	// those before the last @ (or any #: Redis URLs have none) is a password or a value that
-	// needs percent-encoding, which a parser would otherwise read as a host, a path, a query
-	// or a fragment: a wrong host at best, a password quoted in an error at worst.
-	rest := raw
-	if _, r, ok := strings.Cut(raw, "://"); ok {
-		rest = r
-	}
-	at := strings.LastIndex(rest, "@")
-	if strings.Contains(rest, "#") || at >= 0 && strings.ContainsAny(rest[:at], "/?") {
+	// A / or ? in the credentials (or any #: Redis URLs have none) is a password or a value
+	// that needs percent-encoding, which a parser would otherwise read as a host, a path, a
+	// query or a fragment: a wrong host at best, a password quoted in an error at worst.
+	scheme, creds, _, _ := cutRedisURL(raw)
+	if strings.Contains(raw[len(scheme):], "#") || strings.ContainsAny(creds, "/?") {
 		return fail(errors.New("percent-encode / ? # @ % in the password and in query values (# is %23)"))
 	}
 	raw, err := seedsToQuery(raw)
@@ -268,7 +263,7 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 	switch {
 	case err == nil:
 		return opt, nil
-	case at >= 0:
+	case creds != "":
 		// A parser's reason may quote the URL or a piece of it: say what to check instead.
 		return fail(errors.New("it does not parse: check the host, the port and the database, and percent-encode / ? # @ % in the password"))
 	}
@@ -278,24 +273,31 @@ func parseRedisURL(raw string) (rueidis.ClientOption, error) {
 	return fail(err)
 }
 
+// cutRedisURL cuts a Redis URL where its parts end, by hand: url.Parse misreads a password
+// with an unescaped / ? or #. scheme is up to and with "://" (empty when the URL has none
+// before its credentials), creds up to and with the last @ (empty without one), hosts up to
+// the first / or ? after them, and tail the rest: they add up to raw.
+func cutRedisURL(raw string) (scheme, creds, hosts, tail string) {
+	if i := strings.Index(raw, "://"); i >= 0 && !strings.Contains(raw[:i], "@") {
+		scheme, raw = raw[:i+len("://")], raw[i+len("://"):]
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		creds, raw = raw[:at+1], raw[at+1:]
+	}
+	hosts = raw
+	if i := strings.IndexAny(raw, "/?"); i >= 0 {
+		hosts, tail = raw[:i], raw[i:]
+	}
+	return scheme, creds, hosts, tail
+}
+
 // seedsToQuery moves the addresses after the first of a seed list (redis://h1:7000,h2:7001)
 // into addr= query values, where rueidis reads them: url.Parse takes "7000,h2:7001" for a bad
 // port. An address in the list without a port gets Redis' 6379 here, where rueidis would
 // give it the first address's host.
 func seedsToQuery(raw string) (string, error) {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw, nil
-	}
-	auth, hostpart := "", rest
-	if i := strings.LastIndex(rest, "@"); i >= 0 {
-		auth, hostpart = rest[:i+1], rest[i+1:]
-	}
-	hosts, tail := hostpart, ""
-	if i := strings.IndexAny(hostpart, "/?"); i >= 0 {
-		hosts, tail = hostpart[:i], hostpart[i:]
-	}
-	if !strings.Contains(hosts, ",") {
+	scheme, creds, hosts, tail := cutRedisURL(raw)
+	if scheme == "" || !strings.Contains(hosts, ",") {
 		return raw, nil
 	}
 	list := strings.Split(hosts, ",")
@@ -303,7 +305,7 @@ func seedsToQuery(raw string) (string, error) {
 		return "", errors.New("an empty address in the list of hosts")
 	}
 	var b strings.Builder
-	b.WriteString(scheme + "://" + auth + list[0] + tail)
+	b.WriteString(scheme + creds + list[0] + tail)
 	sep := "?"
 	if strings.Contains(tail, "?") {
 		sep = "&"
@@ -346,15 +348,11 @@ func seedAddress(addr string) (string, error) {
 // with an unescaped # or / makes it see a fragment or a path, and no credentials at all. An
 // @ later in the URL hides more than it must, never less (parseRedisURL refuses those URLs).
 func redactURL(raw string) string {
-	at := strings.LastIndex(raw, "@")
-	if at < 0 {
+	scheme, creds, hosts, tail := cutRedisURL(raw)
+	if creds == "" {
 		return raw
 	}
-	start := 0
-	if i := strings.Index(raw, "://"); i >= 0 && i < at {
-		start = i + len("://")
-	}
-	return raw[:start] + "xxxxx" + raw[at:]
+	return scheme + "xxxxx@" + hosts + tail
 }
 
 func unavailable(what string) *wire.Error {

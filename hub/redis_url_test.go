@@ -34,11 +34,11 @@ func TestParseRedisURL(t *testing.T) {
 		{name: "a seed with garbage after its brackets", url: "redis://h1:7000,[::2]x", err: "is not host:port"},
 		{name: "a seed with a space", url: "redis://h1:7000, h2:7001", err: "is not host:port"},
 		{name: "empty", url: "", err: "redis URL is empty"},
-		{name: "another scheme", url: "http://h1:6379", err: "want redis://"},
+		{name: "another scheme", url: "http://h1:6379", err: "invalid URL scheme: http"},
 		{name: "a bad port, password hidden", url: "redis://app:s3cret@h1:notaport", err: "check the host, the port"},
 		{name: "a bad database, password hidden", url: "redis://app:s3cret@h1:6379/x", err: "check the host, the port and the database"},
 		{name: "a bad port, no credentials: the reason", url: "redis://h1:notaport", err: `invalid port ":notaport"`},
-		{name: "no scheme, password hidden", url: "app:s3cret@h1:6379", err: "want redis://"},
+		{name: "no scheme, password hidden", url: "app:s3cret@h1:6379", err: "it does not parse"},
 		// An unescaped / ? or # in a password would have a parser read the rest as a path, a
 		// query or a fragment: a wrong host, or the password in its error. None of it shows.
 		{name: "an unescaped # in the password", url: "redis://app:s3#cret@h1:6379", err: "percent-encode"},
@@ -48,7 +48,7 @@ func TestParseRedisURL(t *testing.T) {
 		{name: "a ? after a port-like password", url: "redis://app:6379?dial_timeout=s3cret@h1", err: "percent-encode"},
 		{name: "seeds after a / in the password", url: "redis://app:1/s3cret@h1:7000,h2:7001", err: "percent-encode"},
 		{name: "an @ in a query value", url: "redis://h1:6379/0?client_name=a@b", err: "percent-encode"},
-		{name: "a comma after the database, password hidden", url: "redis://app:s3cret@h1:6379/x,h2:1", err: "want redis://"},
+		{name: "a comma after the database, password hidden", url: "redis://app:s3cret@h1:6379/x,h2:1", err: "it does not parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -96,6 +96,24 @@ func TestRedactURL(t *testing.T) {
 // FuzzParseRedisURL: whatever the password and whatever follows it in a --redis-url,
 // parsing never panics, and neither an error nor the redacted URL shows the password, whole
 // or in part: the markers at its two ends catch a piece of it cut at a special character.
+// TestCutRedisURL: where a Redis URL's parts end, read by hand; they add up to the URL.
+func TestCutRedisURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ raw, scheme, creds, hosts, tail string }{
+		{"redis://h1:6379", "redis://", "", "h1:6379", ""},
+		{"redis://app:s3cret@h1:7000,h2:7001/0?x=1", "redis://", "app:s3cret@", "h1:7000,h2:7001", "/0?x=1"},
+		{"rediss://a:p/w@d@h1?x=1", "rediss://", "a:p/w@d@", "h1", "?x=1"},
+		{"app:s3cret@h1:6379", "", "app:s3cret@", "h1:6379", ""},
+		{"a@b://c", "", "a@", "b:", "//c"}, // "://" after an @ is not a scheme's
+		{"", "", "", "", ""},
+	} {
+		scheme, creds, hosts, tail := cutRedisURL(tc.raw)
+		if scheme != tc.scheme || creds != tc.creds || hosts != tc.hosts || tail != tc.tail {
+			t.Errorf("cutRedisURL(%q) = %q %q %q %q, want %q %q %q %q", tc.raw, scheme, creds, hosts, tail, tc.scheme, tc.creds, tc.hosts, tc.tail)
+		}
+	}
+}
+
 func FuzzParseRedisURL(f *testing.F) {
 	for _, s := range []string{"h1:6379", "h1:7000,h2:7001/0?dial_timeout=2s", "h1:notaport", "[::1]:6379/2", "h1:6379/x", "%zz", "h1:1,h2:x", "x@h1:1"} {
 		f.Add("s3cret", s)
@@ -114,6 +132,9 @@ func FuzzParseRedisURL(f *testing.F) {
 		}
 		if got := redactURL(raw); strings.Contains(got, start) || strings.Contains(got, end) {
 			t.Fatalf("redactURL(%q) = %q: the password shows", raw, got)
+		}
+		if scheme, creds, hosts, tail := cutRedisURL(raw); scheme+creds+hosts+tail != raw {
+			t.Fatalf("cutRedisURL(%q) = %q %q %q %q: not the URL's parts", raw, scheme, creds, hosts, tail)
 		}
 	})
 }
